@@ -1,0 +1,9 @@
+"""One module per command group. Each defines ``register(subparsers)``.
+
+``register`` must stay cheap (no torch, chromadb or textual imports): heavy imports
+happen inside the handler, so ``assistant --help`` is instant and headless commands
+never import Textual.
+"""
+
+COMMAND_MODULES = [
+]

@@ -1,0 +1,1 @@
+"""Thumbs-up/down feedback: store, export to training sets, retraining."""
