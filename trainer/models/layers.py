@@ -1,0 +1,180 @@
+"""Layers shared by the architectures: norms, rotary positions, MLPs, attention.
+
+Each lives here once; the architecture files import them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.models.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight (no mean subtraction, no bias)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (max_len, head_dim // 2) for rotary position embeddings."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(max_len, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the two halves of each head (the 'rotate_half' convention of Llama/HF).
+
+    x: (B, n_heads, T, head_dim); cos/sin: (T, head_dim // 2).
+    """
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos = cos.to(x.dtype)
+    sin = sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class GeluMLP(nn.Module):
+    def __init__(self, config: ModelConfig, d_ff: int | None = None) -> None:
+        super().__init__()
+        hidden = d_ff or config.d_ff
+        self.fc = nn.Linear(config.d_model, hidden, bias=config.bias)
+        self.proj = nn.Linear(hidden, config.d_model, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+
+
+class SwiGLU(nn.Module):
+    """proj(silu(gate(x)) * up(x)), the Llama MLP."""
+
+    def __init__(self, config: ModelConfig, d_ff: int | None = None) -> None:
+        super().__init__()
+        hidden = d_ff or config.d_ff
+        self.gate = nn.Linear(config.d_model, hidden, bias=config.bias)
+        self.up = nn.Linear(config.d_model, hidden, bias=config.bias)
+        self.proj = nn.Linear(hidden, config.d_model, bias=config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.silu(self.gate(x)) * self.up(x))
+
+
+def make_mlp(config: ModelConfig, d_ff: int | None = None) -> nn.Module:
+    return SwiGLU(config, d_ff) if config.mlp == "swiglu" else GeluMLP(config, d_ff)
+
+
+def sliding_window_mask(t_query: int, t_key: int, window: int, device) -> torch.Tensor:
+    """Boolean (t_query, t_key) mask: query i (the last t_query positions) sees keys in (i-window, i]."""
+    q = torch.arange(t_key - t_query, t_key, device=device).unsqueeze(1)
+    k = torch.arange(t_key, device=device).unsqueeze(0)
+    return (k <= q) & (k > q - window)
+
+
+class Attention(nn.Module):
+    """Causal self-attention with grouped-query heads, optional RoPE and an optional sliding window.
+
+    Attention itself is ``F.scaled_dot_product_attention``, so CUDA picks its flash or
+    memory-efficient kernels when there is no explicit mask.
+    """
+
+    def __init__(self, config: ModelConfig, use_rope: bool, window: int | None = None) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.n_kv_heads = config.kv_heads
+        self.head_dim = config.head_dim
+        self.window = window
+        self.use_rope = use_rope
+        self.rope_theta = config.rope_theta
+        kv_dim = self.n_kv_heads * self.head_dim
+        qkv_bias = config.bias or config.qkv_bias
+        self.q_proj = nn.Linear(config.d_model, config.d_model, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.d_model, kv_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.d_model, kv_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.dropout = config.dropout
+        self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _rope(self, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self._rope_cache
+        if cache is None or cache[0].size(0) < length or cache[0].device != device:
+            size = max(length, 2 * (cache[0].size(0) if cache is not None else 0), 256)
+            cache = rope_tables(self.head_dim, size, self.rope_theta, device)
+            self._rope_cache = cache
+        return cache
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0, cache=None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if self.use_rope:
+            cos, sin = self._rope(start_pos + T, x.device)
+            cos, sin = cos[start_pos : start_pos + T], sin[start_pos : start_pos + T]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v)  # keys/values of all visible positions
+        t_key = k.size(2)
+        if self.n_kv_heads != self.n_heads:
+            repeat = self.n_heads // self.n_kv_heads
+            k = k.repeat_interleave(repeat, dim=1)  # (B, nh, t_key, hd)
+            v = v.repeat_interleave(repeat, dim=1)
+        dropout = self.dropout if self.training else 0.0
+        if self.window is not None and t_key > 1:
+            # keys are the last t_key positions, queries the last T: relative offsets suffice
+            mask = sliding_window_mask(T, t_key, self.window, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        elif T == t_key:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
+        else:  # T new queries after cached keys: query i sees keys up to its own position
+            mask = sliding_window_mask(T, t_key, t_key, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        return self.o_proj(y)
+
+
+class KVCache:
+    """Keys and values seen so far for one attention layer; bounded to ``window`` when given."""
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, nkv, T, hd) keys/values; return all keys/values the new queries may see."""
+        if self.k is not None:
+            k = torch.cat((self.k, k), dim=2)
+            v = torch.cat((self.v, v), dim=2)
+        keep = k if self.window is None else k[:, :, -self.window :]
+        self.k, self.v = keep, (v if self.window is None else v[:, :, -self.window :])
+        return k, v
+
+
+def init_weights(module: nn.Module, n_layers: int) -> None:
+    """GPT-2 style init: N(0, 0.02), output projections scaled by 1/sqrt(2 * n_layers)."""
+    std = 0.02
+    for name, param in module.named_parameters():
+        if getattr(param, "_no_reinit", False):
+            continue
+        if name.endswith("bias"):
+            nn.init.zeros_(param)
+        elif param.dim() >= 2:
+            scale = 1.0 / math.sqrt(2 * n_layers) if name.endswith(("o_proj.weight", "proj.weight", "out_proj.weight")) else 1.0
+            nn.init.normal_(param, mean=0.0, std=std * scale)
