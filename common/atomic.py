@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode a plainly created file would get (mkstemp's files are 0600)."""
+    return 0o666 & ~_umask()
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -37,6 +48,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else new_file_mode())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:

@@ -6,4 +6,6 @@ never import Textual.
 """
 
 COMMAND_MODULES = [
+    "assistant.commands.train",
+    "assistant.commands.data",
 ]

@@ -8,7 +8,8 @@ import torch
 from trainer.models import ARCHITECTURES, build_model, count_parameters, preset_config
 from trainer.models.mamba import MambaMixer
 from trainer.models.moe import MoELayer, dispatch, dispatch_reference, router_losses
-from trainer.models.scan import parallel_scan, scan_reference
+from trainer.models import scan
+from trainer.models.scan import linear_scan_, scan_reference, selective_scan_reference
 
 
 def small_config(arch: str, **kw):
@@ -63,16 +64,38 @@ def test_dense_presets_match_seed_parameter_counts():
     assert total < 3e6
 
 
-@pytest.mark.parametrize("length", [1, 2, 5, 8, 13, 64, 100])
-def test_parallel_scan_matches_sequential_loop_and_its_gradient(length):
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 8, 13, 64, 100])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_linear_scan_matches_sequential_loop(length, reverse):
     torch.manual_seed(length)
-    a = (torch.rand(2, length, 3, 4, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
-    x = torch.randn(2, length, 3, 4, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.allclose(parallel_scan(a, x, h0), scan_reference(a, x, h0))
-    assert torch.allclose(parallel_scan(a, x), scan_reference(a, x))
-    if length <= 13:
-        assert torch.autograd.gradcheck(parallel_scan, (a, x, h0))
+    a = torch.rand(2, length, 3, 4, dtype=torch.float64)
+    x = torch.randn(2, length, 3, 4, dtype=torch.float64)
+    assert torch.allclose(linear_scan_(a.clone(), x.clone(), reverse), scan_reference(a, x, reverse))
+
+
+@pytest.mark.parametrize("length,chunk", [(1, 4), (5, 4), (17, 4), (17, 8), (16, 64), (40, 8)])
+def test_selective_scan_matches_reference_values_and_gradients(length, chunk):
+    torch.manual_seed(length)
+    f64 = dict(dtype=torch.float64)
+    u = torch.randn(2, length, 3, **f64, requires_grad=True)
+    delta = (torch.rand(2, length, 3, **f64) * 0.5).requires_grad_()
+    A = (-torch.rand(3, 4, **f64) * 2).requires_grad_()
+    B = torch.randn(2, length, 4, **f64, requires_grad=True)
+    C = torch.randn(2, length, 4, **f64, requires_grad=True)
+    D = torch.randn(3, **f64, requires_grad=True)
+    h0 = torch.randn(2, 3, 4, **f64, requires_grad=True)
+
+    def fast(u, delta, A, B, C, D, h0=None):
+        A2 = (A * scan.LOG2E).t()
+        y, last = scan._SelectiveScan.apply(u, delta, A2, B, C, D, None if h0 is None else h0.transpose(1, 2), chunk)
+        return y, last.transpose(1, 2)
+
+    for args in [(u, delta, A, B, C, D, h0), (u, delta, A, B, C, D)]:
+        y_ref, last_ref = selective_scan_reference(*args)
+        y, last = fast(*args)
+        assert torch.allclose(y, y_ref) and torch.allclose(last, last_ref)
+        if length <= 17:
+            assert torch.autograd.gradcheck(fast, args)
 
 
 def test_mamba_parallel_and_recurrent_paths_agree():

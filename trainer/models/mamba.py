@@ -5,8 +5,8 @@ Per layer:  x -> in_proj -> (u, z);  u -> causal depthwise conv1d -> silu
             h[t] = exp(delta[t] * A) * h[t-1] + delta[t] * B[t] * u[t]      # A = -exp(A_log)
             y[t] = C[t] . h[t] + D * u[t];   out = out_proj(y * silu(z))
 
-Training runs the recurrence with ``trainer.models.scan.parallel_scan`` (pure PyTorch, any
-device), or with ``mamba_ssm``'s fused CUDA kernel when it is importable and the input is on
+Training runs the recurrence with ``trainer.models.scan.selective_scan`` (a chunked parallel
+scan in pure PyTorch, any device), or with ``mamba_ssm``'s fused CUDA kernel when it is importable and the input is on
 CUDA. Generation uses ``step``: one token, O(1) state (conv window + (d_inner, d_state) SSM state).
 """
 
@@ -21,7 +21,7 @@ from torch import nn
 
 from trainer.models.config import ModelConfig
 from trainer.models.layers import RMSNorm
-from trainer.models.scan import parallel_scan
+from trainer.models.scan import selective_scan
 
 try:  # the fused kernel, used automatically on CUDA when installed
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _fused_selective_scan
@@ -35,18 +35,6 @@ class MambaState:
 
     conv: torch.Tensor  # (B, d_inner, d_conv - 1)
     ssm: torch.Tensor  # (B, d_inner, d_state)
-
-
-def selective_scan(u, delta, A, B, C, D, h0=None):
-    """y[t] = C[t].h[t] + D*u[t] with h[t] = exp(delta[t] A) h[t-1] + delta[t] B[t] u[t].
-
-    u, delta: (B, T, Di); A: (Di, N); B, C: (B, T, N); D: (Di,). Returns (y, last state (B, Di, N)).
-    """
-    decay = torch.exp(delta.unsqueeze(-1) * A)  # (B, T, Di, N)
-    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (B, T, Di, N)
-    h = parallel_scan(decay, drive, h0)  # (B, T, Di, N)
-    y = torch.matmul(h, C.unsqueeze(-1)).squeeze(-1)  # (B, T, Di)
-    return y + u * D, h[:, -1]
 
 
 class MambaMixer(nn.Module):

@@ -1,0 +1,113 @@
+"""``assistant data``: tokenizer training, corpus preparation, downloads."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+from assistant.commands._args import fraction, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="train the tokenizer and prepare training data")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    tok = dsub.add_parser("tokenizer", help="train the byte-level BPE tokenizer (special tokens reserved)")
+    tok.add_argument("--input", nargs="+", required=True, metavar="PATH", help="text files/directories (.txt, .jsonl, .md)")
+    tok.add_argument("--code-input", nargs="*", default=[], metavar="PATH", help="code directories (shell scripts, --glob)")
+    tok.add_argument("--glob", action="append", default=[], help="code file pattern, e.g. '*.py' (repeatable)")
+    tok.add_argument("--vocab-size", type=positive_int, default=32000)
+    tok.add_argument("--max-documents", type=positive_int, help="train on at most this many documents")
+    tok.add_argument("--output", default="data/tokenizer/tokenizer.json")
+    tok.set_defaults(handler=run_tokenizer)
+
+    prep = dsub.add_parser("prepare", help="tokenize a corpus into <stage>_train.npy / <stage>_val.npy")
+    prep.add_argument("--stage", choices=("language", "code"), required=True)
+    prep.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files or directories")
+    prep.add_argument("--tokenizer", default="data/tokenizer/tokenizer.json")
+    prep.add_argument("--output-dir", default="data/processed")
+    prep.add_argument("--val-fraction", type=fraction, default=0.05)
+    prep.add_argument("--seed", type=int, default=1337)
+    prep.add_argument("--text-field", default="text", help="field of .jsonl records holding the text")
+    prep.add_argument("--glob", action="append", default=[], help="code stage: also take files matching this (repeatable)")
+    prep.add_argument("--no-shell", action="store_true", help="code stage: do not collect shell scripts")
+    prep.add_argument("--max-file-bytes", type=positive_int, default=1 << 20, help="code stage: skip larger files")
+    prep.set_defaults(handler=run_prepare)
+
+    dl = dsub.add_parser("download", help="download a public corpus (needs the internet)")
+    dl.add_argument("corpus", choices=("tinystories",))
+    dl.add_argument("--output-dir", default="data/raw")
+    dl.set_defaults(handler=run_download)
+
+
+def _code_documents(inputs, report, args):
+    from trainer.data.corpora import iter_code_documents
+
+    return iter_code_documents(inputs, report, globs=args.glob, include_shell=not getattr(args, "no_shell", False),
+                               max_bytes=getattr(args, "max_file_bytes", 1 << 20))
+
+
+def run_tokenizer(args: argparse.Namespace) -> int:
+    from trainer.data.corpora import CorpusReport, iter_text_documents
+    from trainer.data.tokenizer import save_tokenizer, train_tokenizer
+
+    report = CorpusReport()
+    docs = iter_text_documents(args.input, report)
+    if args.code_input:
+        docs = itertools.chain(docs, _code_documents(args.code_input, report, args))
+    if args.max_documents:
+        docs = itertools.islice(docs, args.max_documents)
+    counted = _Counter(docs)
+    tokenizer = train_tokenizer(counted, vocab_size=args.vocab_size)
+    if counted.count == 0:
+        from trainer import TrainerError
+
+        raise TrainerError("the tokenizer corpus is empty", "check --input: no readable documents were found")
+    path = save_tokenizer(tokenizer, args.output)
+    print(f"tokenizer: {tokenizer.vocab_size} tokens from {counted.count} documents -> {path} (hash {tokenizer.hash[:12]})")
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from trainer.data.corpora import CorpusReport, iter_text_documents
+    from trainer.data.prepare import prepare_stage
+    from trainer.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    report = CorpusReport()
+    if args.stage == "code":
+        docs = _code_documents(args.input, report, args)
+    else:
+        docs = iter_text_documents(args.input, report, text_field=args.text_field)
+    manifest = prepare_stage(args.stage, docs, report, tokenizer, args.output_dir, args.val_fraction, args.seed)
+    skipped = ", ".join(f"{k} {v}" for k, v in manifest["skipped"].items() if v) or "none"
+    print(
+        f"{args.stage}: {manifest['train_tokens']:,} train + {manifest['val_tokens']:,} val tokens from "
+        f"{len(manifest['sources'])} files ({manifest['documents']['train'] + manifest['documents']['val']} documents; "
+        f"skipped: {skipped}) -> {args.output_dir}"
+    )
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from trainer.data.download import download_tinystories
+
+    for path in download_tinystories(args.output_dir):
+        print(f"downloaded {path}")
+    return 0
+
+
+class _Counter:
+    """Counts documents as the tokenizer trainer consumes them."""
+
+    def __init__(self, iterable) -> None:
+        self._it = iter(iterable)
+        self.count = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        value = next(self._it)
+        self.count += 1
+        return value

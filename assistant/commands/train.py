@@ -1,0 +1,109 @@
+"""``assistant train``: the staged training pipeline (the seed's scripts/train.py flags)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from assistant.commands._args import non_negative_int, positive_float, positive_int
+
+ARCHITECTURES = ("dense", "mamba", "moe", "hybrid")
+SIZES = ("nano", "tiny", "medium", "large", "xlarge")
+STAGES = ("language", "code")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (stage 1 language, stage 2 code, ...)",
+        description="Train one stage. Stage 2 continues a stage-1 checkpoint: "
+        "--stage code --checkpoint models/language_model_best.pth. Works on CUDA, MPS and CPU; "
+        "under 'torchrun --nproc_per_node=N' the same command trains on N processes (DDP).",
+    )
+    p.add_argument("--stage", choices=STAGES, default="language")
+    p.add_argument("--architecture", choices=ARCHITECTURES, help="default: dense, or the checkpoint's")
+    p.add_argument("--model-size", choices=SIZES, default="tiny")
+    p.add_argument("--data-dir", default="data/processed", help="prepared data (default: data/processed)")
+    p.add_argument("--tokenizer", help="tokenizer.json (default: the one recorded with the data)")
+    p.add_argument("--output-dir", default="models", help="where checkpoints go (default: models)")
+    p.add_argument("--checkpoint", help="initialise the weights from this checkpoint")
+    p.add_argument("--resume", nargs="?", const="auto", metavar="PATH",
+                   help="continue an interrupted run (default: <output-dir>/<stage>_model_last.pth)")
+    t = p.add_argument_group("optimisation")
+    t.add_argument("--batch-size", type=positive_int, default=4)
+    t.add_argument("--gradient-accumulation-steps", type=positive_int, default=1)
+    t.add_argument("--seq-len", type=positive_int, help="tokens per sequence (default: min(1024, model max))")
+    t.add_argument("--num-epochs", type=positive_int, default=1)
+    t.add_argument("--steps-per-epoch", type=positive_int, help="default: one pass over the training tokens")
+    t.add_argument("--learning-rate", type=positive_float, help="peak learning rate (default: the stage's)")
+    t.add_argument("--warmup-steps", type=non_negative_int)
+    t.add_argument("--weight-decay", type=float, default=0.1)
+    t.add_argument("--grad-clip", type=float, default=1.0)
+    t.add_argument("--eval-interval", type=positive_int, default=100)
+    t.add_argument("--eval-batches", type=positive_int, default=8)
+    t.add_argument("--checkpoint-interval", type=positive_int, help="default: --eval-interval")
+    t.add_argument("--log-interval", type=positive_int, default=10)
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    o = p.add_argument_group("training-only optimisations (safe for every stage)")
+    o.add_argument("--use-compile", action="store_true", help="torch.compile the model")
+    o.add_argument("--use-amp", action="store_true", help="mixed precision (bf16, or fp16 + scaler on older CUDA)")
+    o.add_argument("--use-gradient-checkpointing", action="store_true")
+    a = p.add_argument_group("architecture (from scratch only; a checkpoint's own values win)")
+    a.add_argument("--use-rmsnorm", action="store_const", const="rmsnorm", dest="norm", help="RMSNorm instead of LayerNorm")
+    a.add_argument("--use-rope", action="store_const", const="rope", dest="position", help="RoPE instead of learned positions")
+    a.add_argument("--use-swiglu", action="store_const", const="swiglu", dest="mlp", help="SwiGLU instead of the GELU MLP")
+    a.add_argument("--n-kv-heads", type=positive_int, help="grouped-query attention with this many key/value heads")
+    a.add_argument("--tie-embeddings", action="store_const", const=True, help="share input and output embeddings")
+    a.add_argument("--dropout", type=float)
+    a.add_argument("--num-experts", type=positive_int, help="MoE experts (default 8)")
+    a.add_argument("--top-k", type=positive_int, help="MoE experts per token (default 2)")
+    a.add_argument("--aux-loss-weight", type=float, help="MoE load-balancing loss weight (default 0.01)")
+    a.add_argument("--z-loss-weight", type=float, help="MoE router z-loss weight (default 0.001)")
+    a.add_argument("--attention-every", type=positive_int, help="hybrid: every Nth layer attends (default 4)")
+    a.add_argument("--window-size", type=positive_int, help="hybrid: sliding attention window (default 256)")
+    a.add_argument("--d-state", type=positive_int, help="Mamba state size (default 16)")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.set_defaults(handler=run)
+
+
+MODEL_FLAGS = ("norm", "position", "mlp", "n_kv_heads", "tie_embeddings", "dropout", "num_experts", "top_k",
+               "aux_loss_weight", "z_loss_weight", "attention_every", "window_size", "d_state")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.loop import TrainConfig, train
+
+    cfg = TrainConfig(
+        stage=args.stage, architecture=args.architecture, model_size=args.model_size, data_dir=args.data_dir,
+        tokenizer=args.tokenizer, output_dir=args.output_dir, checkpoint=args.checkpoint, resume=args.resume,
+        batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        seq_len=args.seq_len, num_epochs=args.num_epochs, steps_per_epoch=args.steps_per_epoch,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip, eval_interval=args.eval_interval, eval_batches=args.eval_batches,
+        checkpoint_interval=args.checkpoint_interval, log_interval=args.log_interval, seed=args.seed,
+        device=args.device, use_amp=args.use_amp, use_compile=args.use_compile,
+        use_gradient_checkpointing=args.use_gradient_checkpointing,
+        model_overrides={name: getattr(args, name) for name in MODEL_FLAGS},
+        quiet=args.json,
+    )
+    summary = train(cfg, on_log=(lambda line: None) if args.json else _print_line)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        best = summary["best_val_loss"]
+        print(f"done: best val loss {best:.4f} -> {summary['best_checkpoint']}" if best is not None
+              else f"done -> {summary['last_checkpoint']}")
+    return 0
+
+
+def _print_line(line: str) -> None:
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(line)
+    except ImportError:  # pragma: no cover
+        print(line, flush=True)

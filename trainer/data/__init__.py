@@ -1,0 +1,1 @@
+"""Data for the trainer: tokenizer, corpora, prepared token files, batch sampling."""

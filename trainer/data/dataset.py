@@ -1,0 +1,80 @@
+"""Token files as memmaps, and the seeded batch sampler whose state lives in checkpoints.
+
+Every rank draws the same global batch of window offsets from one seeded generator and keeps
+its own slice, so N processes with batch b see exactly what one process with batch N*b sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer import TrainerError
+
+
+def open_tokens(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
+    """Memory-map a prepared ``.npy`` token file, with clear errors for bad files."""
+    path = Path(path)
+    if not path.exists():
+        raise TrainerError(f"token file not found: {path}", "run 'assistant data prepare' first")
+    try:
+        tokens = np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise TrainerError(f"{path} is not a valid .npy token file ({str(exc)[:80]})", "prepare the data again") from exc
+    if tokens.ndim != 1 or tokens.dtype not in (np.uint16, np.uint32, np.int32, np.int64):
+        raise TrainerError(f"{path} holds {tokens.dtype} of shape {tokens.shape}, not a 1-D token array", "prepare the data again")
+    if vocab_size is not None and tokens.size:
+        sample = np.asarray(tokens[:: max(1, tokens.size // 100_000)])
+        if int(sample.max()) >= vocab_size:
+            raise TrainerError(
+                f"{path} holds token id {int(sample.max())} but the model's vocabulary has {vocab_size}",
+                "the data was prepared with another tokenizer",
+            )
+    return tokens
+
+
+class BatchSampler:
+    """Random windows of ``seq_len + 1`` tokens; reproducible and resumable."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, global_batch: int, seed: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if tokens.size < seq_len + 2:
+            raise TrainerError(
+                f"the training data has {tokens.size} tokens, fewer than one sequence of {seq_len + 1}",
+                "use a smaller --seq-len or a larger corpus",
+            )
+        if global_batch % world_size:
+            raise ValueError("global batch must divide by world size")
+        self.tokens, self.seq_len = tokens, seq_len
+        self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
+        self.rng = np.random.default_rng(seed)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        offsets = self.rng.integers(0, self.tokens.size - self.seq_len - 1, size=self.global_batch)
+        per_rank = self.global_batch // self.world_size
+        mine = offsets[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return windows(self.tokens, mine, self.seq_len)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def windows(tokens: np.ndarray, offsets, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = np.stack([np.asarray(tokens[o : o + seq_len + 1], dtype=np.int64) for o in offsets])
+    data = torch.from_numpy(rows)
+    return data[:, :-1], data[:, 1:]
+
+
+def eval_offsets(n_tokens: int, seq_len: int, count: int) -> list[int]:
+    """Evenly spaced, fixed windows over the validation set (the same at every evaluation)."""
+    last = n_tokens - seq_len - 1
+    if last < 0:
+        return []
+    if count <= 1 or last == 0:
+        return [0]
+    return sorted({int(round(i * last / (count - 1))) for i in range(count)})
