@@ -65,8 +65,8 @@ class BatchSampler:
 
 
 def windows(tokens: np.ndarray, offsets, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = np.stack([np.asarray(tokens[o : o + seq_len + 1], dtype=np.int64) for o in offsets])
-    data = torch.from_numpy(rows)
+    index = np.asarray(offsets, dtype=np.int64)[:, None] + np.arange(seq_len + 1)
+    data = torch.from_numpy(np.asarray(tokens[index], dtype=np.int64))  # (B, seq_len + 1)
     return data[:, :-1], data[:, 1:]
 
 
