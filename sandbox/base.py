@@ -18,9 +18,10 @@ import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
@@ -29,7 +30,7 @@ WORKSPACE = "/workspace"  # the user's project, read-only
 SCRATCH = "/scratch"  # writable scratch space that lives as long as the session
 LANGUAGES = ("bash", "python")
 
-# $1 timeout seconds, $2 trailer mark, $3 language, $4 source, $5 snippet path, then argv for the program.
+# $1 timeout seconds (0: the host enforces it), $2 trailer mark, $3 language, $4 source, $5 snippet path, then argv for the program.
 WRAPPER = r"""
 t=$1; mark=$2; lang=$3; src=$4; snippet=$5; shift 5
 _oom() {
@@ -48,7 +49,7 @@ if [ "$lang" = python ]; then
 else
   set -- bash -c "$src" bash "$@"
 fi
-if command -v timeout >/dev/null 2>&1; then
+if [ "$t" != 0 ] && command -v timeout >/dev/null 2>&1; then
   timeout -s KILL "$t" "$@" </dev/null
 else
   "$@" </dev/null
@@ -201,7 +202,7 @@ class Sandbox(ABC):
     def close(self) -> None:
         """End the session and remove everything it made. Safe to call twice."""
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         self.start()
         return self
 

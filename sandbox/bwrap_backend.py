@@ -53,9 +53,13 @@ def bwrap_path() -> str | None:
 def count_processes(uid: int) -> int:
     """Processes (threads included, as RLIMIT_NPROC counts them) owned by ``uid``."""
     count = 0
-    for status in glob.glob("/proc/[0-9]*/status"):
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            with open(status) as handle:
+            if entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/status") as handle:
                 fields = dict(line.split(":", 1) for line in handle if ":" in line)
             if int(fields["Uid"].split()[0]) == uid:
                 count += int(fields.get("Threads", "1").strip() or 1)
@@ -119,13 +123,11 @@ class BwrapSandbox(Sandbox):
     def _bwrap_argv(self, inner: list[str], cwd: str) -> list[str]:
         assert self._tmpdir is not None and self.host_scratch is not None
         s = self.settings
-        argv = [bwrap_path() or "bwrap"]
-        if self._as_root:
-            # No user namespace: setpriv must be able to become the real uid 65534.
-            argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
-        else:
-            argv += ["--unshare-all", "--unshare-user", "--uid", str(s.uid), "--gid", str(s.gid)]
-            argv += ["--cap-drop", "ALL", "--disable-userns"]
+        # pid, network, ipc and uts namespaces. Not the cgroup namespace: it costs ~15 ms a call and
+        # hides nothing here, since no cgroup filesystem (no /sys) is mounted in the sandbox.
+        argv = [bwrap_path() or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+        if not self._as_root:  # as root: no user namespace, so setpriv can become the real uid 65534
+            argv += ["--unshare-user", "--uid", str(s.uid), "--gid", str(s.gid), "--cap-drop", "ALL", "--disable-userns"]
         argv += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
         argv += ["--ro-bind", "/usr", "/usr"]
         for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -175,8 +177,11 @@ class BwrapSandbox(Sandbox):
     def _execute(self, argv: list[str], timeout: float, cwd: str) -> ExecResult:
         if self.host_scratch is None:
             self.start()
+        # No `timeout` inside: killing bwrap at the deadline tears down the whole pid namespace,
+        # which is exact and saves a process per call.
+        argv = argv[:4] + ["0"] + argv[5:]
         command = self._prlimit_argv(timeout) + self._bwrap_argv(argv, cwd)
-        return run_process(self, command, timeout, cgroup_oom=False)
+        return run_process(self, command, timeout, cgroup_oom=False, grace=0.0)
 
     def read_file(self, path: str, max_bytes: int = 1 << 20) -> bytes | None:
         if self.host_scratch is None:
@@ -221,7 +226,7 @@ def _kill_session(sid: int) -> None:
 
 
 def run_process(sandbox: Sandbox, command: list[str], timeout: float, *, cgroup_oom: bool, cwd: str | None = None,
-                env: dict[str, str] | None = None) -> ExecResult:  # fmt: skip
+                env: dict[str, str] | None = None, grace: float = GRACE_S, kill_session: bool = False) -> ExecResult:  # fmt: skip
     """Run ``command`` in its own session with capped streams and a host-side deadline."""
     out = OutputCapture(sandbox.settings.max_output_bytes)
     err = OutputCapture(sandbox.settings.max_output_bytes)
@@ -256,7 +261,7 @@ def run_process(sandbox: Sandbox, command: list[str], timeout: float, *, cgroup_
         reader.start()
     killed_by_host = False
     try:
-        proc.wait(timeout + GRACE_S)
+        proc.wait(timeout + grace)
     except subprocess.TimeoutExpired:
         killed_by_host = True
         _kill_group(proc)
@@ -264,7 +269,8 @@ def run_process(sandbox: Sandbox, command: list[str], timeout: float, *, cgroup_
     finally:
         if proc.poll() is None:  # pragma: no cover - interrupted
             _kill_group(proc)
-    _kill_session(proc.pid)  # leftovers that kept the session (unsandboxed runs)
+    if kill_session:
+        _kill_session(proc.pid)  # leftovers that kept the session (unsandboxed runs)
     for reader in readers:
         reader.join(5)
     proc.stdout.close()  # type: ignore[union-attr]

@@ -13,8 +13,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sandbox.base import WRAPPER, ExecResult, Sandbox, SandboxInfo
 from sandbox.bwrap_backend import read_confined, run_process
@@ -70,7 +70,7 @@ class HostSandbox(Sandbox):
         if prlimit:
             argv = [prlimit, f"--as={s.memory_mb << 20}", f"--cpu={math.ceil(timeout) + 1}",
                     f"--fsize={s.fsize_mb << 20}", f"--nofile={s.nofile}", "--core=0", "--", *argv]  # fmt: skip
-        return run_process(self, argv, timeout, cgroup_oom=False, cwd=cwd, env=env)
+        return run_process(self, argv, timeout, cgroup_oom=False, cwd=cwd, env=env, kill_session=True)
 
     def read_file(self, path: str, max_bytes: int = 1 << 20) -> bytes | None:
         if self._tmpdir is None or not path.startswith(self.scratch + "/"):

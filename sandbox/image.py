@@ -21,8 +21,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sandbox import SandboxError
 from sandbox.limits import OFFLINE_IMAGE
@@ -62,7 +63,7 @@ def debian_mirror() -> str:
             text = Path(path).read_text()
         except OSError:
             continue
-        for uri in re.findall(r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+)", text, flags=re.M):
+        for uri in re.findall(r"(?:URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+)", text, flags=re.MULTILINE):
             if "debian" in uri and "security" not in uri and uri.startswith("http"):
                 return uri.rstrip("/")
     return DEFAULT_MIRROR

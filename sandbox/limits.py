@@ -85,7 +85,7 @@ class SandboxSettings:
     def max_output_bytes(self) -> int:
         return int(self.max_output_kib) * 1024
 
-    def replace(self, **changes: Any) -> "SandboxSettings":
+    def replace(self, **changes: Any) -> SandboxSettings:
         return dataclasses.replace(self, **changes)
 
     def describe_limits(self) -> dict[str, str]:

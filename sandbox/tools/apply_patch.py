@@ -111,7 +111,7 @@ def _find(haystack: list[str], needle: list[str], around: int) -> int | None:
     """Where ``needle`` occurs in ``haystack``, nearest to ``around``."""
     if not needle:
         return min(max(around, 0), len(haystack))
-    for distance in range(0, len(haystack) + 1):
+    for distance in range(len(haystack) + 1):
         for start in (around - distance, around + distance):
             if 0 <= start <= len(haystack) - len(needle) and haystack[start : start + len(needle)] == needle:
                 return start

@@ -8,10 +8,11 @@ turns every failure (a wrong type, a missing file, a dead sandbox) into a ``Tool
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from sandbox.base import Sandbox
@@ -66,15 +67,15 @@ class ToolContext:
     """What tools may use. ``sandbox_factory`` starts the sandbox on first need (lazily)."""
 
     project: Path
-    sandbox: "Sandbox | None" = None
-    sandbox_factory: Callable[[], "Sandbox"] | None = None
+    sandbox: Sandbox | None = None
+    sandbox_factory: Callable[[], Sandbox] | None = None
     approve: ApproveFn | None = None
     cache_dir: Path | None = None  # for the docs index; default $XDG_CACHE_HOME/assistant
 
     def __post_init__(self) -> None:
         self.project = Path(self.project).resolve()
 
-    def get_sandbox(self) -> "Sandbox":
+    def get_sandbox(self) -> Sandbox:
         from sandbox import SandboxError
 
         if self.sandbox is None:

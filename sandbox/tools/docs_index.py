@@ -20,17 +20,17 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 FORMAT = 1
 SKIP_DIRS = {"test", "tests", "testing", "idle_test", "__pycache__", "site-packages", "dist-packages",
              "idlelib", "turtledemo", "lib2to3", "ensurepip", "venv", "pydoc_data", "config-3"}  # fmt: skip
 MAX_DOC = 2000
 MAX_FILES_PER_PACKAGE = 600
-STOPWORDS = set("a an and are as at be by for from has have if in is it its of on or that the this to was were "
-                "will with not no can may return returns value values".split())  # fmt: skip
+STOPWORDS = set(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "if", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will", "with", "not", "no", "can", "may", "return", "returns", "value", "values"])  # fmt: skip
 
 
 @dataclass
@@ -107,7 +107,9 @@ def entries_from_source(module: str, path: Path) -> Iterator[DocEntry]:
 def entries_from_import(module: str) -> Iterator[DocEntry]:
     """Docstrings of a compiled standard-library module (no source to read), via inspect."""
     try:
-        mod = importlib.import_module(module)
+        with warnings.catch_warnings():  # "deprecated module" warnings are not the user's concern
+            warnings.simplefilter("ignore")
+            mod = importlib.import_module(module)
     except Exception:
         return
     yield DocEntry(module, "module", "", (inspect.getdoc(mod) or "")[:MAX_DOC], "built-in")
@@ -208,7 +210,7 @@ class DocsIndex:
             self._by_name.setdefault(entry.name.rsplit(".", 1)[-1].lower(), []).append(i)
 
     @classmethod
-    def build(cls, entries: Iterable[DocEntry]) -> "DocsIndex":
+    def build(cls, entries: Iterable[DocEntry]) -> DocsIndex:
         import bm25s
 
         unique: dict[str, DocEntry] = {}
@@ -226,8 +228,7 @@ class DocsIndex:
         try:
             self.retriever.save(str(tmp / "bm25"), show_progress=False)
             with open(tmp / "entries.jsonl", "w", encoding="utf-8") as handle:
-                for entry in self.entries:
-                    handle.write(json.dumps(asdict(entry)) + "\n")
+                handle.writelines(json.dumps(asdict(entry)) + "\n" for entry in self.entries)
             if directory.exists():
                 shutil.rmtree(directory)
             os.replace(tmp, directory)
@@ -236,7 +237,7 @@ class DocsIndex:
             raise
 
     @classmethod
-    def load(cls, directory: Path) -> "DocsIndex":
+    def load(cls, directory: Path) -> DocsIndex:
         import bm25s
 
         retriever = bm25s.BM25.load(str(directory / "bm25"), show_progress=False, verbosity=0) \

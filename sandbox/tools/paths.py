@@ -4,8 +4,8 @@ that honours every .gitignore the way git does (the deepest file with a verdict 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from sandbox.base import WORKSPACE
 
