@@ -8,4 +8,5 @@ never import Textual.
 COMMAND_MODULES = [
     "assistant.commands.train",
     "assistant.commands.data",
+    "assistant.commands.sandbox",
 ]
