@@ -120,7 +120,8 @@ def preset_config(size: str, architecture: str = "dense", **overrides: Any) -> M
     """The config for ``--model-size`` and ``--architecture``, with flag overrides applied.
 
     SwiGLU keeps the parameter count of the GELU MLP: its hidden size is 2/3 of d_ff, rounded
-    up to a multiple of 64. Hybrid models default to RMSNorm and RoPE (Mamba carries position).
+    up to a multiple of 64. Mamba and hybrid models default to RMSNorm and RoPE (for the hybrid's
+    attention layers); Mamba ties its input and output embeddings, as the reference models do.
     """
     if size not in SIZE_PRESETS:
         raise ValueError(f"unknown model size '{size}' (choose from {', '.join(SIZE_PRESETS)})")
@@ -131,6 +132,8 @@ def preset_config(size: str, architecture: str = "dense", **overrides: Any) -> M
     )
     if architecture in ("mamba", "hybrid"):
         values.update(norm="rmsnorm", position="rope")
+    if architecture == "mamba":
+        values.update(tie_embeddings=True)  # as the Mamba reference models
     if size == "nano":
         values.update(window_size=128)
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -33,22 +33,25 @@ def make_norm(config: ModelConfig) -> nn.Module:
 
 
 def rope_tables(head_dim: int, max_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (max_len, head_dim // 2) for rotary position embeddings."""
+    """cos and signed sin tables (max_len, head_dim) for rotary position embeddings.
+
+    Both halves of ``cos`` repeat the same angles; ``sin`` is (-sin, +sin), so that
+    ``apply_rope`` needs one roll instead of slicing (whose backward zero-fills).
+    """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
     angles = torch.outer(torch.arange(max_len, device=device, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the two halves of each head (the 'rotate_half' convention of Llama/HF).
+    """Rotate pairs (i, i + head_dim/2) of each head: the 'rotate_half' convention of Llama/HF.
 
-    x: (B, n_heads, T, head_dim); cos/sin: (T, head_dim // 2).
+    x: (B, n_heads, T, head_dim); cos/sin: (T, head_dim) from ``rope_tables``.
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), written as x*cos + roll(x, half)*signed_sin.
     """
     half = x.size(-1) // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    cos = cos.to(x.dtype)
-    sin = sin.to(x.dtype)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    return x * cos.to(x.dtype) + x.roll(half, dims=-1) * sin.to(x.dtype)
 
 
 class GeluMLP(nn.Module):
