@@ -113,3 +113,20 @@ def test_non_finite_gradient_skips_the_update_and_keeps_the_weights():
         p.grad = torch.ones_like(p)
     _, skipped = apply_update(model, optimizer, None, 1.0)
     assert not skipped and not torch.equal(before["embed.weight"], model.state_dict()["embed.weight"])
+
+
+@pytest.mark.parametrize("use_scaler", [False, True])
+def test_mixed_precision_paths_train_and_save_fp32_weights(prepared, tmp_path, monkeypatch, use_scaler):
+    """This CPU has no bf16 matrix units, so --use-amp would stay fp32: force the autocast (and
+    grad-scaler) path the trainer takes on GPUs to run here too."""
+    import trainer.loop as loop
+
+    monkeypatch.setattr(loop, "amp_settings", lambda device, requested: (torch.bfloat16, use_scaler) if requested else (None, False))
+    out = tmp_path / "amp"
+    assert main(train_args(prepared, out, "--architecture", "moe", "--steps-per-epoch", "6", "--eval-interval", "6",
+                           "--use-amp", "--learning-rate", "2e-3")) == 0
+    record = history(out / "language_moe_model_history.json")
+    assert all(s["loss"] == s["loss"] for s in record["steps"]) and record["skipped_updates"] == 0
+    assert record["evals"][-1]["val_loss"] < record["evals"][0]["val_loss"]
+    weights = load_checkpoint(out / "language_moe_model_last.pth")["model"]
+    assert all(t.dtype == torch.float32 for t in weights.values())
