@@ -134,12 +134,13 @@ class _SelectiveScan(torch.autograd.Function):
 
 
 def default_chunk(batch: int, d_inner: int, d_state: int) -> int:
-    """A chunk whose (batch, chunk, d_inner, d_state) block is about 1M floats (cache-sized)."""
+    """A power-of-two chunk whose (batch, chunk, d_state, d_inner) block is about 2 MB (fits in
+    L2/L3 on CPUs; measured faster than longer chunks at the tiny shape), at least 8 steps."""
     per_step = max(1, batch * d_inner * d_state)
-    chunk = 1
-    while chunk * 2 * per_step <= (1 << 20) and chunk < 256:
+    chunk = 8
+    while chunk * 2 * per_step <= (1 << 19) and chunk < 256:
         chunk *= 2
-    return max(8, chunk)
+    return chunk
 
 
 def selective_scan(u, delta, A, B, C, D, h0=None, chunk: int | None = None):
