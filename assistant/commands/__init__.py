@@ -6,4 +6,5 @@ never import Textual.
 """
 
 COMMAND_MODULES = [
+    "assistant.commands.index",
 ]
