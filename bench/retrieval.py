@@ -36,7 +36,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index import IndexSettings, open_index
-from index.retrieve import weighted_rrf
+from index.indexer import _symbol_key
+from index.retrieve import one_per_symbol, weighted_rrf
 
 DEFAULT_DIRS = ("json", "http", "email", "asyncio")
 
@@ -142,10 +143,12 @@ def _metrics(ranks) -> dict:
     }
 
 
-def _fuse(lists, s: IndexSettings):
-    return [cid for cid, _ in weighted_rrf(
+def _fuse(lists, s: IndexSettings, chunks):
+    """The hybrid ranking exactly as ``CodebaseIndex.search`` makes it."""
+    fused = weighted_rrf(
         [(lists["dense"][:s.dense_depth], s.dense_weight), (lists["lexical"][:s.lexical_depth], s.lexical_weight),
-         (lists["symbol"][:s.lexical_depth], s.symbol_weight)], s.rrf_k)]
+         (lists["symbol"][:s.lexical_depth], s.symbol_weight)], s.rrf_k)
+    return [cid for cid, _ in one_per_symbol(fused, lambda cid: _symbol_key(cid, chunks[cid]))]
 
 
 def evaluate(idx, queries, depth: int = 100):
@@ -159,7 +162,7 @@ def quality_table(queries, lists, chunks, settings: IndexSettings) -> dict:
     rows = {}
     for name in ("dense", "lexical", "symbol"):
         rows[name] = _metrics([_rank_of(q, lst[name], chunks) for q, lst in zip(queries, lists)])
-    rows["hybrid"] = _metrics([_rank_of(q, _fuse(lst, settings), chunks) for q, lst in zip(queries, lists)])
+    rows["hybrid"] = _metrics([_rank_of(q, _fuse(lst, settings, chunks), chunks) for q, lst in zip(queries, lists)])
     union = [any(_is_gold(q, chunks[c]) for c in lst["dense"][:10] + lst["lexical"][:10])
              for q, lst in zip(queries, lists)]
     rows["union dense+bm25 @10"] = {"R@10": sum(union) / max(1, len(union))}
@@ -175,7 +178,7 @@ def tune(queries, lists, chunks, base: IndexSettings) -> tuple[IndexSettings, fl
     for rrf_k, lexical_w, symbol_w, dense_depth, lexical_depth in grid:
         s = dataclasses.replace(base, rrf_k=rrf_k, dense_weight=1.0, lexical_weight=lexical_w,
                                 symbol_weight=symbol_w, dense_depth=dense_depth, lexical_depth=lexical_depth)
-        m = _metrics([_rank_of(q, _fuse(lst, s), chunks) for q, lst in train])
+        m = _metrics([_rank_of(q, _fuse(lst, s, chunks), chunks) for q, lst in train])
         key = (round(m["R@10"], 4), m["MRR@10"])
         if key > best_key:
             best, best_key = s, key
@@ -208,6 +211,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dirs", nargs="+", default=list(DEFAULT_DIRS))
     parser.add_argument("--backend", default=IndexSettings().backend)
+    parser.add_argument("--chunk-tokens", type=int, default=0, help="largest chunk (0: the model's window)")
     parser.add_argument("--compare-backends", nargs="*", default=["torch", "onnx", "onnx-int8"],
                         help="backends whose embedding speed is compared on the same chunks")
     parser.add_argument("--speed-sample", type=int, default=400, help="chunks in the embedding speed test")
@@ -222,7 +226,7 @@ def main(argv=None) -> int:
     if project.exists():
         shutil.rmtree(project)
     queries = make_corpus(args.dirs, project)
-    settings = IndexSettings(backend=args.backend, cache_dir=str(cache))
+    settings = IndexSettings(backend=args.backend, cache_dir=str(cache), chunk_tokens=args.chunk_tokens)
     idx = open_index(project, settings)
     _ = idx.embedder  # load (and export) the model before timing
     print(f"corpus: {', '.join(args.dirs)} -> {sum(1 for _ in project.rglob('*.py'))} files, "
@@ -244,8 +248,8 @@ def main(argv=None) -> int:
     if args.tune:
         best, train_r10 = tune(queries, lists, chunks, settings)
         test = [(q, lst) for i, (q, lst) in enumerate(zip(queries, lists)) if i % 2 == 1]
-        held = _metrics([_rank_of(q, _fuse(lst, best), chunks) for q, lst in test])
-        default_held = _metrics([_rank_of(q, _fuse(lst, settings), chunks) for q, lst in test])
+        held = _metrics([_rank_of(q, _fuse(lst, best, chunks), chunks) for q, lst in test])
+        default_held = _metrics([_rank_of(q, _fuse(lst, settings, chunks), chunks) for q, lst in test])
         print(f"\ntuned on even queries: rrf_k={best.rrf_k} lexical_weight={best.lexical_weight} "
               f"symbol_weight={best.symbol_weight} dense_depth={best.dense_depth} "
               f"lexical_depth={best.lexical_depth}: train R@10 {train_r10:.3f}, held-out R@10 "

@@ -149,13 +149,14 @@ def _fit(unit: _Unit, lines, costs, counter: TokenCounter, rel: str):
         head = [] if first else prefix
         head_cost = 0 if first else prefix_cost
         # a part starting inside a nested block carries the headers that open it
-        context = [] if part_start in clean else _context_lines(unit, part_start)
-        context_cost = sum(costs[i] for i in context)
+        context = [] if part_start in clean else _context_text(unit, part_start)
+        context_cost = sum(counter.line_costs(context))
         if context_cost > (budget - head_cost) // 2:
             context, context_cost = [], 0
         room = budget - head_cost - context_cost
-        # greedy: the furthest cut that still fits, preferring clean (statement-level) cuts
-        best = best_clean = None
+        # greedy: the furthest cut that still fits, preferring clean (statement-level) cuts, then
+        # cuts that leave a part that parses (not ending between ``try:`` and its ``except``)
+        fitting = []
         total, last = 0, part_start
         for cut in cuts:
             if cut <= part_start:
@@ -164,20 +165,28 @@ def _fit(unit: _Unit, lines, costs, counter: TokenCounter, rel: str):
             last = cut
             if total > room:
                 break
-            best = cut
-            if cut in clean:
-                best_clean = cut
-        if best_clean is not None and (best_clean - part_start) * 2 >= (best - part_start):
-            best = best_clean
+            fitting.append(cut)
+        best = fitting[-1] if fitting else None
+        clean_fits = [c for c in fitting if c in clean]
+        if clean_fits and (clean_fits[-1] - part_start) * 2 >= (best - part_start):
+            best = clean_fits[-1]
+        elif best is not None and not (part_start in clean and best in clean):
+            text_head = head + context
+            for cut in reversed(fitting):
+                if (cut - part_start) * 3 < (fitting[-1] - part_start):
+                    break
+                if _parses(text_head + lines[part_start:cut]):
+                    best = cut
+                    break
         if best is None:  # one line-run alone is too long: line windows over it
             stop = next(c for c in cuts if c > part_start)
-            for w_start, w_end in _window_ranges(costs, part_start, stop, budget - head_cost, overlap=0):
+            for w_start, w_end in _window_ranges(costs, part_start, stop, budget - prefix_cost, overlap=0):
                 yield unit.symbol, "fragment", w_start, w_end, head
                 first = False
                 head = prefix
             part_start = stop
             continue
-        head = head + [lines[i] for i in context]
+        head = head + context
         kind = unit.kind
         if not (part_start in clean and best in clean) and not _parses(head + lines[part_start:best]):
             kind = "fragment"  # e.g. it starts inside an ``else:`` block
@@ -186,12 +195,13 @@ def _fit(unit: _Unit, lines, costs, counter: TokenCounter, rel: str):
         part_start = best
 
 
-def _context_lines(unit: _Unit, line: int) -> list[int]:
-    """Line indexes of the block headers (``for x in y:``, ``if z:``) that open ``line`` inside ``unit``."""
+def _context_text(unit: _Unit, line: int) -> list[str]:
+    """The block headers (``for x in y:``, ``if z:``, ``else:``...) that open ``line`` inside ``unit``."""
     if unit.context is None:
         return []
+    # only headers inside the unit (a function's own ``def`` is its repeated signature already)
     body_start = unit.signature[1] if unit.signature else unit.start
-    return [i for s, e in unit.context(line) if s >= body_start and e <= line for i in range(s, e)]
+    return [text for start, header in unit.context(line) if start >= body_start for text in header]
 
 
 def _parses(text_lines: list[str]) -> bool:
@@ -243,32 +253,66 @@ def _python_units(source: str, lines: list[str], fits) -> list[_Unit] | None:
 
 
 def _block_headers(tree, lines) -> dict[int, tuple]:
-    """For each line inside a block, the (start, end) line ranges of the headers that open it,
-    outermost first: ``def f():``, ``for x in y:``, ``if z:`` ..."""
+    """For each line inside a block, the header texts that open it, outermost first: ``def f():``,
+    ``for x in y:``, ``if z:`` ... A clause (``else:``, ``elif``, ``except``, ``finally:``) is opened by
+    its statement's header, an elided ``...`` body and the clause line, so a part that starts inside
+    it still reads (and parses) as the code it is."""
     chains: dict[int, tuple] = {}
 
-    def blocks(node):
+    def text(a: int, b: int) -> list[str]:
+        return lines[a:b]
+
+    def elided(block) -> str:
+        first = lines[_stmt_start(block[0])]
+        return first[: len(first) - len(first.lstrip())] + "..."
+
+    def clause_line(block, word: str) -> int | None:
+        above = _stmt_start(block[0]) - 1
+        while above > 0 and not lines[above].strip():
+            above -= 1
+        return above if re.match(rf"\s*{word}\b", lines[above]) else None
+
+    def blocks(node, lead: list[str] | None = None):
+        """(header text, block) pairs of a compound statement; ``lead`` opens an ``elif``."""
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-            yield _stmt_start(node) if not hasattr(node, "decorator_list") else node.lineno - 1, body
-        for handler in getattr(node, "handlers", []):
-            yield handler.lineno - 1, handler.body
+        if not (isinstance(body, list) and body and isinstance(body[0], ast.stmt)):
+            return
+        start = node.lineno - 1 if hasattr(node, "decorator_list") else _stmt_start(node)
+        head = (lead or []) + text(start, _stmt_start(body[0]))
+        yield start, head, body
+        opened = head + [elided(body)]
+        handlers = getattr(node, "handlers", [])
+        for handler in handlers:
+            yield start, opened + text(handler.lineno - 1, _stmt_start(handler.body[0])), handler.body
         for case in getattr(node, "cases", []):
-            yield case.pattern.lineno - 1, case.body
-        for field, word in (("orelse", "else"), ("finalbody", "finally")):
-            block = getattr(node, field, None)
-            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
-                above = _stmt_start(block[0]) - 1
-                while above > 0 and not lines[above].strip():
-                    above -= 1
-                if re.match(rf"\s*{word}\s*:", lines[above]):
-                    yield above, block
+            yield start, text(start, start + 1) + text(case.pattern.lineno - 1, _stmt_start(case.body[0])), case.body
+        orelse = getattr(node, "orelse", None)
+        if isinstance(orelse, list) and orelse and isinstance(orelse[0], ast.stmt):
+            first = orelse[0]
+            if isinstance(node, ast.If) and isinstance(first, ast.If) and len(orelse) == 1 \
+                    and lines[first.lineno - 1].lstrip().startswith("elif"):
+                # an elif ladder: ``if a: ... / elif b:`` opens b's body
+                elif_lead = (lead or []) + text(start, _stmt_start(body[0])) + [elided(body)]
+                for _, header, block in blocks(first, lead=elif_lead):
+                    yield start, header, block
+                return
+            line = clause_line(orelse, "else")
+            if line is not None:
+                before = opened
+                if handlers:
+                    last = handlers[-1]
+                    before = opened + text(last.lineno - 1, _stmt_start(last.body[0])) + [elided(last.body)]
+                yield start, before + [lines[line]], orelse
+        finalbody = getattr(node, "finalbody", None)
+        if isinstance(finalbody, list) and finalbody:
+            line = clause_line(finalbody, "finally")
+            if line is not None:
+                yield start, opened + [lines[line]], finalbody
 
     def visit(node, chain):
-        for header_start, block in blocks(node):
-            header = (header_start, _stmt_start(block[0]))
-            inner = chain + (header,)
-            for line in range(header[1], block[-1].end_lineno):
+        for start, header, block in blocks(node):
+            inner = chain + ((start, tuple(header)),)
+            for line in range(_stmt_start(block[0]), block[-1].end_lineno):
                 chains[line] = inner
             for child in block:
                 visit(child, inner)
@@ -382,25 +426,22 @@ def _stmt_cuts(body, end: int, first: bool = False) -> list[int]:
 
 
 def _deep_cuts(body, lines) -> list[int]:
-    """Statement and clause starts inside nested blocks: split points for a single oversized statement."""
+    """Statement starts inside nested blocks: split points for a single oversized statement.
+
+    Never a clause line (``elif``/``else``/``except``/``finally``: a part cannot start there) nor a
+    docstring's start (a class line alone is no use)."""
     cuts: set[int] = set()
-    for node in body:
-        cuts.add(_stmt_start(node))
+    for index, node in enumerate(body):
+        start = _stmt_start(node)
+        is_docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if not is_docstring and not re.match(r"\s*(elif|else|except|finally)\b", lines[start]):
+            cuts.add(start)
         blocks = [getattr(node, field, None) for field in ("body", "orelse", "finalbody")]
         blocks += [h.body for h in getattr(node, "handlers", [])]
         blocks += [c.body for c in getattr(node, "cases", [])]
-        for handler in [*getattr(node, "handlers", []), *getattr(node, "cases", [])]:
-            cuts.add(getattr(handler, "lineno", getattr(getattr(handler, "pattern", None), "lineno", 1)) - 1)
         for block in blocks:
             if block and isinstance(block, list) and isinstance(block[0], ast.stmt):
                 cuts |= set(_deep_cuts(block, lines))
-                # an ``else:`` / ``finally:`` line sits just above its block
-                first_line = _stmt_start(block[0])
-                above = first_line - 1
-                while above > 0 and not lines[above].strip():
-                    above -= 1
-                if re.match(r"\s*(else|finally|try)\s*:", lines[above]):
-                    cuts.add(above)
     return sorted(cuts)
 
 

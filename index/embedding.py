@@ -103,11 +103,12 @@ class Embedder:
         """Changes whenever stored vectors would change: weights, backend, window."""
         return f"{self.fingerprint}:{self.backend}:{self.max_seq_length}"
 
-    def token_counter(self):
-        """A tokenizer with padding and truncation off, for chunk sizing."""
+    def token_counter(self, max_tokens: int = 0):
+        """Exact token counts for chunk sizing (at most the model's window)."""
         from index.chunking import TokenCounter
 
-        return TokenCounter(self._tokenizer, self.max_seq_length)
+        limit = min(max_tokens, self.max_seq_length) if max_tokens > 0 else self.max_seq_length
+        return TokenCounter(self._tokenizer, limit)
 
     def embed_documents(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Vectors for many texts, in length-sorted batches; ``progress(n)`` after each batch."""

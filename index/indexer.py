@@ -35,7 +35,7 @@ from index.chunking import CHUNKER_VERSION, Chunk, chunk_source
 from index.errors import IndexingError
 from index.files import Scanner, decode_source, language_of
 from index.lexical import LexicalIndex, code_tokens
-from index.retrieve import Hit, snippet_of, weighted_rrf
+from index.retrieve import Hit, one_per_symbol, snippet_of, weighted_rrf
 from index.settings import IndexSettings
 
 MANIFEST_VERSION = 1
@@ -215,7 +215,7 @@ class CodebaseIndex:
 
         if manifest.get("version") != MANIFEST_VERSION:
             return "the index format changed"
-        if manifest.get("chunker") != CHUNKER_VERSION:
+        if manifest.get("chunker") != CHUNKER_VERSION or manifest.get("chunk_tokens") != self.settings.chunk_tokens:
             return "the chunker changed"
         if manifest.get("model") != self.embedder.model_id:
             return "the embedding model changed"
@@ -298,7 +298,7 @@ class CodebaseIndex:
             for rel in gone:
                 new_files.pop(rel, None)
             summary.removed = len(gone)
-            counter = embedder.token_counter()
+            counter = embedder.token_counter(self.settings.chunk_tokens)
             for number, info in enumerate(scan.files, start=1):
                 if progress:
                     progress(Progress("scan", number, len(scan.files)))
@@ -375,7 +375,8 @@ class CodebaseIndex:
                 self.store.delete(to_delete)
             summary.deleted = len(to_delete)
             manifest.update({
-                "version": MANIFEST_VERSION, "chunker": CHUNKER_VERSION, "model": embedder.model_id,
+                "version": MANIFEST_VERSION, "chunker": CHUNKER_VERSION, "chunk_tokens": self.settings.chunk_tokens,
+                "model": embedder.model_id,
                 "chroma": chroma_version(), "collection": collection_name(self.root, self.settings),
                 "store": f"{self.settings.chroma_host}:{self.settings.chroma_port}" if self.settings.chroma_host
                 else "local",
@@ -437,7 +438,8 @@ class CodebaseIndex:
                 paths = np.array([r[0] for r in records], dtype=object)
                 vector_ids = [[vid for vid, _ in _vectors(cid, rec, self.settings.signature_vectors)]
                               for cid, rec in zip(ids, records)]
-                self._search_state = (stamp, ids, records, lexical, symbols, paths, vector_ids)
+                position = {cid: i for i, cid in enumerate(ids)}
+                self._search_state = (stamp, ids, records, lexical, symbols, paths, vector_ids, position)
             return self._search_state
 
     def _compatible_for_search(self, manifest: dict) -> None:
@@ -452,7 +454,7 @@ class CodebaseIndex:
             raise IndexingError("empty search query", "say what you are looking for")
         if k <= 0:
             raise IndexingError(f"k must be positive, got {k}")
-        _, ids, records, lexical, symbols, paths, vector_ids = self._state()
+        _, ids, records, lexical, symbols, paths, vector_ids, position = self._state()
         if not ids:
             return []
         s = self.settings
@@ -480,12 +482,11 @@ class CodebaseIndex:
         if s.symbol_weight > 0:
             rankings.append(([ids[i] for i, _ in symbols.search(query, max(k, s.lexical_depth), mask)],
                              s.symbol_weight))
-        fused = weighted_rrf(rankings, s.rrf_k)[:k]
-        position = {cid: i for i, cid in enumerate(ids)} if len(fused) else {}
+        # ids in the store but not in the manifest (an interrupted update) are skipped
+        fused = [(cid, score) for cid, score in weighted_rrf(rankings, s.rrf_k) if cid in position]
+        fused = one_per_symbol(fused, lambda cid: _symbol_key(cid, records[position[cid]]))[:k]
         hits = []
         for cid, score in fused:
-            if cid not in position:
-                continue  # in the store but not in the manifest (an interrupted update): skip
             rec = records[position[cid]]
             code = rec[7].split("\n", 1)[1] if "\n" in rec[7] else ""
             hits.append(Hit(rec[0], rec[4], rec[5], rec[2], round(score, 6), snippet_of(code), rec[1], rec[3], cid))
@@ -526,6 +527,11 @@ class CodebaseIndex:
         from index.watch import IndexWatcher
 
         return IndexWatcher(self, on_update=on_update, on_error=on_error)
+
+
+def _symbol_key(cid: str, record: list):
+    """Chunks of one definition share a key; module-level chunks are each their own."""
+    return (record[0], record[2]) if record[2] else cid
 
 
 def _under_any(rel: str, prefixes: list[str]) -> bool:

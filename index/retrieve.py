@@ -44,6 +44,19 @@ def weighted_rrf(rankings: Sequence[tuple[Sequence[str], float]], k: int = 60) -
     return sorted(scores.items(), key=lambda pair: -pair[1])
 
 
+def one_per_symbol(ranked: Sequence[tuple[str, float]], key_of) -> list[tuple[str, float]]:
+    """Keep the best-ranked chunk of each (path, symbol): the parts of a long function, or a class's
+    pieces, would otherwise fill the list with one definition."""
+    seen: set = set()
+    out = []
+    for item, score in ranked:
+        key = key_of(item)
+        if key not in seen:
+            seen.add(key)
+            out.append((item, score))
+    return out
+
+
 def snippet_of(code: str, max_lines: int = 4, width: int = 160) -> str:
     """The first few non-blank lines of a chunk, for a one-glance preview."""
     lines = [line.rstrip()[:width] for line in code.split("\n") if line.strip()]

@@ -22,6 +22,8 @@ class IndexSettings:
     # onnx-int8 (fastest on CPU), onnx (exact fp32 via onnxruntime) or torch (sentence-transformers).
     backend: str = "onnx-int8"
     batch_size: int = 16
+    # Largest chunk in embedder tokens; 0 means the model's window (256 for all-MiniLM-L6-v2).
+    chunk_tokens: int = 0
     # Threads for bulk embedding; 0 means all cores. Single queries always use one thread.
     threads: int = 0
     # Where exported ONNX models are cached; empty means $XDG_CACHE_HOME/assistant/embedders.
@@ -52,6 +54,8 @@ class IndexSettings:
         for name in ("batch_size", "dense_depth", "lexical_depth", "rrf_k", "max_file_bytes"):
             if int(getattr(self, name)) <= 0:
                 raise IndexingError(f"index setting {name} must be positive, got {getattr(self, name)}")
+        if self.chunk_tokens and not 32 <= int(self.chunk_tokens) <= 8192:
+            raise IndexingError(f"chunk_tokens {self.chunk_tokens} is out of range", "use 0 (the model's window) or 32+")
         if not (0 < int(self.chroma_port) < 65536):
             raise IndexingError(f"chroma_port {self.chroma_port} is not a port number", "use 1-65535")
         if min(self.dense_weight, self.lexical_weight, self.symbol_weight) < 0:

@@ -89,9 +89,11 @@ def test_python_chunks_parse_and_cover_every_function_once(counter):
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])
                 span = sorted((c.start_line, c.end_line) for c in mine)
                 assert span[0][0] <= start and span[-1][1] >= node.end_lineno
-    # pieces of oversized statements (a 200-line try/if) are statement-aligned but may not parse alone;
-    # these files are the stdlib's longest functions, and still most chunks are whole syntax units
-    assert fragments / total < 0.25
+    # A piece of a statement too long for the window (a 60-line docstring, a 200-line if/elif ladder)
+    # is cut at inner statement boundaries and carries the headers that open it, so most such pieces
+    # parse too; the rest are 'fragment' chunks (measured here: 102 of 810, about half of them pieces
+    # of long docstrings, in the stdlib's longest functions).
+    assert fragments / total < 0.15
 
 
 def test_long_function_is_split_with_its_signature_repeated(counter):

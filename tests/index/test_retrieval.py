@@ -41,7 +41,7 @@ def test_recall_floor_on_stdlib_json_and_http(tmp_path, settings):
     # the API the agent uses returns the same ranking as the fused lists
     q = queries[0]
     hits = idx.search(q.text, k=10)
-    assert [h.chunk_id for h in hits] == bench._fuse(lists[0], settings)[:10]
+    assert [h.chunk_id for h in hits] == bench._fuse(lists[0], settings, chunks)[:10]
 
 
 @pytest.fixture
