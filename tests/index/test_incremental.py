@@ -3,6 +3,7 @@ were re-embedded; a SIGKILL mid-update leaves the previous good state and resume
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 from index_helpers import fresh_id_hashes
+
+import pytest
 
 from index import open_index
 
@@ -68,7 +71,9 @@ def _move_directory(project: Path) -> None:
 MUTATIONS = [_edit_body, _rename_function, _delete_file, _atomic_save, _move_directory]
 
 
-def test_each_mutation_reembeds_only_what_changed(project, settings, tmp_path):
+@pytest.mark.parametrize("signature_vectors", [False, True])
+def test_each_mutation_reembeds_only_what_changed(project, settings, tmp_path, signature_vectors):
+    settings = dataclasses.replace(settings, signature_vectors=signature_vectors)
     idx = open_index(project, settings)
     first = idx.update()
     assert first.files == 7 and first.chunks > 10 and first.embedded >= first.chunks  # + signature views
@@ -155,3 +160,15 @@ def test_sigkill_mid_update_keeps_the_old_index_and_resumes(project, settings, t
     assert summary.embedded == len({i for i, _ in expected} - {i for i, _ in stored_during_kill})
     assert again.status().state == "fresh"
     json.loads((project / ".assistant/index/manifest.json").read_text())  # a whole, valid manifest
+
+
+def test_progress_reports_files_and_chunks_and_the_store_is_cosine(project, settings):
+    events = []
+    idx = open_index(project, settings)
+    summary = idx.update(progress=events.append)
+    scans = [e for e in events if e.stage == "scan"]
+    embeds = [e for e in events if e.stage == "embed"]
+    assert scans[-1].done == scans[-1].total == summary.files
+    assert embeds[-1].done == embeds[-1].total == summary.embedded
+    assert [e.done for e in embeds] == sorted(e.done for e in embeds)
+    assert idx.store.collection().metadata["hnsw:space"] == "cosine"
