@@ -205,6 +205,9 @@ class Embedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle pool threads must sleep, not spin: on a 2-core machine that is also running anything
+        # else, spinning threads fight the busy ones (measured: 54 -> 84 chunks/s under load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         return ort.InferenceSession(str(self._onnx_path), options, providers=["CPUExecutionProvider"])

@@ -33,7 +33,7 @@ def test_recall_floor_on_stdlib_json_and_http(tmp_path, settings):
     lists, chunks = bench.evaluate(idx, queries)
     table = bench.quality_table(queries, lists, chunks, settings)
     print({name: round(m["R@10"], 3) for name, m in table.items()})
-    # measured here: dense 0.80, BM25 0.68, hybrid 0.80 (union of the dense and BM25 top-10s: 0.86)
+    # measured here: dense 0.76, BM25 0.68, hybrid 0.80 (union of the dense and BM25 top-10s: 0.86)
     assert table["dense"]["R@10"] >= 0.72
     assert table["lexical"]["R@10"] >= 0.60
     assert table["hybrid"]["R@10"] >= 0.74
