@@ -16,7 +16,7 @@ import hashlib
 import importlib
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 CHUNKER_VERSION = 1
 # Special tokens ([CLS], [SEP]) the embedder adds around every text.
@@ -92,7 +92,7 @@ def chunk_source(rel: str, source: str, language: str, counter: TokenCounter) ->
 
     units: list[_Unit] | None = None
     if language == "python":
-        units = _python_units(source, lines, fits)
+        units = _python_units(source, lines)
     elif language == "markdown":
         units = _markdown_units(lines)
     elif language in _TS_LANGUAGES:
@@ -238,13 +238,13 @@ def _windows(unit: _Unit, lines, costs, start, end, budget):
 
 # ----------------------------------------------------------------------------------------- Python
 
-def _python_units(source: str, lines: list[str], fits) -> list[_Unit] | None:
+def _python_units(source: str, lines: list[str]) -> list[_Unit] | None:
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return None
     units: list[_Unit] = []
-    _python_block(tree.body, "", 0, len(lines), lines, units, "module", fits)
+    _python_block(tree.body, "", 0, len(lines), lines, units, "module")
     units.sort(key=lambda u: u.start)
     chains = _block_headers(tree, lines)
     for unit in units:
@@ -328,39 +328,29 @@ def _stmt_start(node: ast.stmt) -> int:
     return min([d.lineno for d in decorators] + [node.lineno]) - 1
 
 
-def _python_block(body, qual: str, start: int, end: int, lines, units: list[_Unit], kind: str, fits) -> None:
+def _python_block(body, qual: str, start: int, end: int, lines, units: list[_Unit], kind: str) -> None:
     """Units for the definitions in ``body``; the rest of [start, end) becomes ``kind`` segments."""
-    members: list[_Unit] = []
+    members: list[tuple[_Unit, ast.stmt]] = []
     for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             name = f"{qual}.{node.name}" if qual else node.name
             s = _with_leading_comments(_stmt_start(node), lines, start)
-            member = _Unit(name, "function", s, node.end_lineno, signature=(node.lineno - 1, _stmt_start(node.body[0])))
+            kind_of = "class" if isinstance(node, ast.ClassDef) else "function"
+            member = _Unit(name, kind_of, s, node.end_lineno, signature=(node.lineno - 1, _stmt_start(node.body[0])))
             member.cuts = _stmt_cuts(node.body, member.end)
             member.deep_cuts = _deep_cuts(node.body, lines)
-            members.append(member)
-        elif isinstance(node, ast.ClassDef):
-            name = f"{qual}.{node.name}" if qual else node.name
-            s = _with_leading_comments(_stmt_start(node), lines, start)
-            members.append(_Unit(name, "class", s, node.end_lineno, cuts=[], signature=None))
-            members[-1].node = node  # type: ignore[attr-defined]
-    for member in members:
-        node = getattr(member, "node", None)
-        if node is None:
-            units.append(member)
-            continue
-        inner: list[_Unit] = []
+            members.append((member, node))
+    for member, node in members:
         has_defs = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in node.body)
-        if not has_defs:  # methods are their own chunks (a whole class dilutes each method's vector)
-            member.cuts = _stmt_cuts(node.body, member.end)
-            member.deep_cuts = _deep_cuts(node.body, lines)
-            member.signature = (node.lineno - 1, _stmt_start(node.body[0]))
+        if member.kind == "function" or not has_defs:
             units.append(member)
             continue
-        _python_block(node.body, member.symbol, member.start, member.end, lines, inner, "class", fits)
+        # a class with methods: each method is its own chunk (a whole class dilutes each method's vector)
+        inner: list[_Unit] = []
+        _python_block(node.body, member.symbol, member.start, member.end, lines, inner, "class")
         units.extend(inner)
     # the code between definitions, cut only at statement boundaries so every piece parses
-    covered = sorted((m.start, m.end) for m in members)
+    covered = sorted((m.start, m.end) for m, _ in members)
     gaps, position = [], start
     for s, e in covered:
         if s > position:
@@ -657,11 +647,3 @@ def _fill_gaps(symbol: str, start: int, end: int, covered_units, units) -> None:
         gaps.append((position, end))
     for s, e in gaps:
         units.append(_Unit(symbol, "window", s, e))
-
-
-def chunk_file_text(rel: str, source: str, language: str, counter: TokenCounter | None = None) -> list[Chunk]:
-    """Convenience for tests and tools: chunk with an estimated token count unless a counter is given."""
-    return chunk_source(rel, source, language, counter or TokenCounter())
-
-
-Chunker = Callable[[str, str, str], list[Chunk]]
