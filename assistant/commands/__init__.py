@@ -9,4 +9,5 @@ COMMAND_MODULES = [
     "assistant.commands.train",
     "assistant.commands.data",
     "assistant.commands.sandbox",
+    "assistant.commands.index",
 ]
