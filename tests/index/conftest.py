@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from index_helpers import write_project
+from tests.index.index_helpers import write_project
 
 from index import IndexSettings
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from index_helpers import fresh_id_hashes
+from tests.index.index_helpers import fresh_id_hashes
 
 from index import open_index
 

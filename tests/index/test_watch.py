@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from index_helpers import fresh_id_hashes
-from test_incremental import MUTATIONS
+from tests.index.index_helpers import fresh_id_hashes
+from tests.index.test_incremental import MUTATIONS
 
 from index import open_index
 
