@@ -111,6 +111,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     from common.device import choose_device
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = choose_device(args.device)
     build = build_ours if args.impl == "ours" else build_peer
@@ -152,9 +154,12 @@ def worker(args: argparse.Namespace) -> dict:
             "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()}
 
 
+THREADS: list[str] = []
+
+
 def measure(impl: str, arch: str, size: str, seq: int, batch: int, steps: int, device: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, "--arch", arch, "--size", size, "--seq", str(seq),
-           "--batch", str(batch), "--steps", str(steps), "--device", device]
+           "--batch", str(batch), "--steps", str(steps), "--device", device, *THREADS]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -184,6 +189,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per run (0: torch's default)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--worker", choices=("ours", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--arch", help=argparse.SUPPRESS)
@@ -196,6 +202,8 @@ def main() -> int:
 
     from trainer.models.config import SIZE_PRESETS
 
+    if args.threads:
+        THREADS.extend(["--threads", str(args.threads)])
     rows, raw = [], {}
     for size in args.sizes.split(","):
         d_model, n_layers = SIZE_PRESETS[size][0], SIZE_PRESETS[size][1]
@@ -248,7 +256,9 @@ def main() -> int:
 
     header = ["size", "arch", "impl", "tokens/s", "step ms", "peak MB", "params total/active", "mfu", "ratio"]
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
-    print(f"seq {args.seq}, batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats (median), device {args.device}")
+    threads = args.threads or "default"
+    print(f"seq {args.seq}, batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats (median), "
+          f"device {args.device}, threads {threads}")
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
     print("-|-".join("-" * w for w in widths))
     for row in rows:
