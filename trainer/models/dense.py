@@ -37,4 +37,4 @@ class TransformerBlock(nn.Module):
 
 
 def build_blocks(config: ModelConfig) -> list[nn.Module]:
-    return [TransformerBlock(config) for _ in range(config.n_layers)]
+    return [TransformerBlock(config, window=config.sliding_window) for _ in range(config.n_layers)]
