@@ -9,4 +9,7 @@ COMMAND_MODULES = [
     "assistant.commands.train",
     "assistant.commands.data",
     "assistant.commands.sandbox",
+    "assistant.commands.generate",
+    "assistant.commands.quantize",
+    "assistant.commands.model",
 ]

@@ -104,3 +104,10 @@ def test_sampling_is_seeded_and_its_filters_behave():
     assert torch.isinf(top_p).tolist() == [False, False, True, True]  # 0.66 + 0.24 covers 0.8
     with pytest.raises(ValueError):
         SamplingParams(top_p=0)
+
+
+def test_min_new_tokens_holds_back_the_stop_tokens():
+    model = model_for("moe")
+    first = next(iter(decode_tokens(model, [1, 2, 3], 10)))
+    tokens = list(decode_tokens(model, [1, 2, 3], 10, stop_ids=[first], min_new_tokens=4))
+    assert len(tokens) >= 4 and first not in tokens[:4]
