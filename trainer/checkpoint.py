@@ -137,7 +137,9 @@ def model_from_payload(payload: dict[str, Any]):
 
 
 def load_model(path: str | Path, verify: bool = True):
-    """(model, tokenizer, payload) of a checkpoint for inference; the runtime's entry point."""
+    """(model, tokenizer, payload) of a checkpoint for inference; the runtime's entry point.
+
+    The payload keeps the metadata (config, quantization, source...) but not the weights."""
     from trainer.data.tokenizer import tokenizer_from_string
 
     payload = load_checkpoint(path, verify=verify)
@@ -146,4 +148,6 @@ def load_model(path: str | Path, verify: bool = True):
     tokenizer = tokenizer_from_string(payload["tokenizer_json"])
     stop_tokens = (payload.get("chat") or {}).get("stop_tokens") or []
     tokenizer.extra_stop_ids = [i for i in (tokenizer.token_to_id(t) for t in stop_tokens) if i is not None]
-    return model_from_payload(payload), tokenizer, payload
+    model = model_from_payload(payload)
+    del payload["model"]  # the weights live in the model now; a dtype change can then free them
+    return model, tokenizer, payload

@@ -174,3 +174,15 @@ def test_chat_reply_parses_into_the_agent_shapes(checkpoints):
                                         GenerationConfig(max_new_tokens=16, **GREEDY)))
     reply = parse_reply(end.text, complete=end.complete)  # a random model: any shape, never an exception
     assert type(reply).__name__ in ("FinalAnswer", "ToolCall", "ToolCallError")
+
+
+@pytest.mark.parametrize("arch", ["dense", "mamba", "moe", "hybrid"])
+def test_bf16_weights_generate_close_to_fp32(checkpoints, arch):
+    fp32, bf16 = load(checkpoints[arch], device="cpu"), load(checkpoints[arch], device="cpu", dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    ids = torch.tensor([fp32.tokenizer.encode("for line in open(path):")])
+    with torch.no_grad():
+        reference, got = fp32.model(ids)[0], bf16.model(ids)[0].float()
+    assert (got - reference).norm() / reference.norm() < 0.05
+    end = generate(bf16, "for line in open(path):", GenerationConfig(max_new_tokens=16, min_new_tokens=16, **GREEDY))
+    assert end.tokens == 16 and end.stop_reason == "length"

@@ -67,11 +67,12 @@ class CausalLM(nn.Module):
 
     def new_cache(self, batch: int = 1, device=None) -> list:
         """A fresh per-layer generation cache: KV caches for attention, recurrent state for Mamba."""
-        device = device or self.embed.weight.device
+        device = device or self.norm.weight.device
+        dtype = self.norm.weight.dtype  # the activations' dtype (the embedding may be quantized)
         caches = []
         for block in self.blocks:
             if isinstance(block, mamba.MambaBlock):
-                caches.append(block.new_cache(batch, device))
+                caches.append(block.new_cache(batch, device, dtype))
             else:
                 caches.append(block.new_cache())
         return caches
