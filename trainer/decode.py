@@ -96,7 +96,9 @@ class Decoder:
     def __init__(self, model, device: torch.device | None = None, prefill_chunk: int = 1024) -> None:
         self.model = model
         self.device = device or next(model.parameters()).device
-        self.cache = model.new_cache(1, self.device)
+        # CPU: one query attends ~3x faster in float32 than in bf16 (measured), so keep the cache wide
+        kv_dtype = torch.float32 if self.device.type == "cpu" else None
+        self.cache = model.new_cache(1, self.device, kv_dtype)
         self.position = 0
         self.prefill_chunk = prefill_chunk
 

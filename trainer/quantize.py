@@ -64,9 +64,11 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
-    """(N, K/2) uint8 -> (N, K) int32 values 0..15."""
-    low, high = packed & 0x0F, packed >> 4
-    return torch.stack((low, high), dim=-1).reshape(packed.size(0), -1).to(torch.int32)
+    """(N, K/2) uint8 -> (N, K) uint8 values 0..15."""
+    codes = torch.empty(packed.size(0), packed.size(1) * 2, dtype=torch.uint8, device=packed.device)
+    codes[:, 0::2] = packed & 0x0F
+    codes[:, 1::2] = packed >> 4
+    return codes
 
 
 def _int4_codes(w: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
@@ -107,14 +109,18 @@ def quantize_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, 
     return pack_int4(q.reshape(N, K)), scale.squeeze(-1).contiguous(), zero.squeeze(-1).contiguous()
 
 
-def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int) -> torch.Tensor:
-    q = unpack_int4(packed).float()
-    s = scales.float().repeat_interleave(group_size, dim=1)
-    z = zeros.float().repeat_interleave(group_size, dim=1)
-    return (q - 8) * s + z
+def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    N = packed.size(0)
+    q = unpack_int4(packed).to(dtype).view(N, -1, group_size)  # (N, groups, g)
+    return ((q - 8) * scales.to(dtype).unsqueeze(-1) + zeros.to(dtype).unsqueeze(-1)).view(N, -1)
 
 
 # ---- the layers ---------------------------------------------------------------------------------
+
+
+PREFILL_ROWS = 16  # from this many rows, dequantize + GEMM beats the weight-only kernels (measured, CPU)
+_CHUNK_ROWS = 4096  # the reference path dequantizes this many output rows at a time (bounded memory)
 
 
 def _kernel_agrees(fast: Callable[[torch.Tensor], torch.Tensor], reference: Callable[[torch.Tensor], torch.Tensor],
@@ -131,7 +137,12 @@ def _kernel_agrees(fast: Callable[[torch.Tensor], torch.Tensor], reference: Call
 
 
 class _QuantLinear(nn.Module):
-    """Shared plumbing: compute dtype, bias, the kernel choice per (device, dtype)."""
+    """Shared plumbing: compute dtype, bias, and the choice of path per call.
+
+    A few rows (decoding) go through the weight-only kernel when it is usable on this device,
+    dtype and shape; many rows (a prompt) dequantize the weight and run one ordinary GEMM, which
+    is faster than the weight-only kernels there; anything else takes the reference path.
+    """
 
     mode = ""
 
@@ -149,11 +160,21 @@ class _QuantLinear(nn.Module):
                 lambda x: self._kernel(x), lambda x: self._reference(x), self.in_features, device, dtype)
         return self._fast[key]
 
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Dequantize (a block of output rows at a time) and multiply: correct on any device."""
+        if self.out_features <= _CHUNK_ROWS:
+            return F.linear(x, self.dequantized(x.dtype, 0, self.out_features))
+        return torch.cat([F.linear(x, self.dequantized(x.dtype, start, min(start + _CHUNK_ROWS, self.out_features)))
+                          for start in range(0, self.out_features, _CHUNK_ROWS)], dim=-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.compute_dtype or x.dtype
         shape = x.shape
         x2 = x.reshape(-1, self.in_features).to(dtype).contiguous()
-        y = self._kernel(x2) if self._use_kernel(x2.device, dtype) else self._reference(x2)
+        if x2.size(0) < PREFILL_ROWS and self._use_kernel(x2.device, dtype):
+            y = self._kernel(x2)
+        else:
+            y = self._reference(x2)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
@@ -189,11 +210,9 @@ class Int8Linear(_QuantLinear):
     def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int8pack_mm(x, self.weight_int8, self.scales.to(x.dtype))
 
-    def _reference(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight_int8.to(x.dtype)) * self.scales.to(x.dtype)
-
-    def dequantized(self) -> torch.Tensor:
-        return dequantize_int8(self.weight_int8, self.scales)
+    def dequantized(self, dtype: torch.dtype = torch.float32, start: int = 0, end: int | None = None) -> torch.Tensor:
+        rows = slice(start, end)
+        return self.weight_int8[rows].to(dtype) * self.scales[rows].to(dtype).unsqueeze(1)
 
 
 class Int4Linear(_QuantLinear):
@@ -208,7 +227,8 @@ class Int4Linear(_QuantLinear):
         self.register_buffer("weight_int4", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
         self.register_buffer("scales", torch.ones(out_features, groups, dtype=torch.bfloat16))
         self.register_buffer("zeros", torch.zeros(out_features, groups, dtype=torch.bfloat16))
-        self._packed: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._packed: dict = {}
+        self._scale_zeros: dict = {}
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int) -> Int4Linear:
@@ -222,27 +242,23 @@ class Int4Linear(_QuantLinear):
         return device.type == "cpu" and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and self.out_features % 16 == 0
 
     def _kernel_weights(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._packed:  # the kernel's own layout (N, K/2), once per device
+            self._packed[device] = torch.ops.aten._convert_weight_to_int4pack_for_cpu(unpack_int4(self.weight_int4).int(), 1)
         key = (device, dtype)
-        if key not in self._packed:
-            codes = unpack_int4(self.weight_int4)
-            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
-            scale_zeros = torch.stack((self.scales, self.zeros), dim=-1).transpose(0, 1).contiguous().to(dtype)
-            self._packed[key] = (packed, scale_zeros)  # (N, K/2) kernel layout, (K/g, N, 2)
-        return self._packed[key]
+        if key not in self._scale_zeros:  # (K/g, N, 2) in the activation dtype
+            self._scale_zeros[key] = torch.stack((self.scales, self.zeros), dim=-1).transpose(0, 1).contiguous().to(dtype)
+        return self._packed[device], self._scale_zeros[key]
 
     def _kernel(self, x: torch.Tensor) -> torch.Tensor:
         packed, scale_zeros = self._kernel_weights(x.device, x.dtype)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, self.group_size, scale_zeros)
 
-    def _reference(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.dequantized().to(x.dtype))
-
-    def dequantized(self) -> torch.Tensor:
-        return dequantize_int4(self.weight_int4, self.scales, self.zeros, self.group_size)
+    def dequantized(self, dtype: torch.dtype = torch.float32, start: int = 0, end: int | None = None) -> torch.Tensor:
+        rows = slice(start, end)
+        return dequantize_int4(self.weight_int4[rows], self.scales[rows], self.zeros[rows], self.group_size, dtype)
 
     def _apply(self, fn, recurse=True):  # .to(device) invalidates the kernel-layout copies
-        self._packed = {}
-        self._fast = {}
+        self._packed, self._scale_zeros, self._fast = {}, {}, {}
         return super()._apply(fn, recurse)
 
 
@@ -426,17 +442,19 @@ def _find_validation_tokens(data_dir: str | Path | None, stage: str | None, toke
 
 def run_quantization(checkpoint: str | Path, mode: str, *, group_size: int = DEFAULT_GROUP_SIZE, embeddings: bool = False,
                      output: str | Path | None = None, data_dir: str | Path | None = "data/processed", stage: str | None = None,
-                     eval_windows: int = 32, seq_len: int = 256, device: str = "auto", decode_tokens: int = 64,
+                     eval_windows: int = 32, seq_len: int | None = None, device: str = "auto", decode_tokens: int = 64,
                      on_log: Callable[[str], None] | None = None) -> dict:
     """Quantize ``checkpoint`` and write the quantized checkpoint; return the report it stores.
 
     The report: Linear-weight and file size before/after, validation perplexity before/after (when
-    the checkpoint's validation data is found under ``data_dir``), and greedy decode tokens/s
-    before/after on ``device``.
+    the checkpoint's validation data is found under ``data_dir``; windows of ``seq_len`` tokens,
+    by default the length it was trained on, at most 256), and greedy decode tokens/s before/after
+    on ``device``.
     """
     from common.device import choose_device
     from trainer.checkpoint import load_checkpoint, save_checkpoint, weights_digest
     from trainer.evaluate import decode_speed, perplexity
+    from trainer.layout import prepare_for_decoding
     from trainer.models import build_model
 
     log = on_log or (lambda line: None)
@@ -458,10 +476,16 @@ def run_quantization(checkpoint: str | Path, mode: str, *, group_size: int = DEF
     report: dict[str, Any] = {"mode": mode, "group_size": group_size if mode == "int4" else None, "device": str(target_device),
                               "source": str(source), "validation_data": val_source}
 
+    trained_len = (payload.get("train_config") or {}).get("seq_len") or config.max_seq_len
+    seq_len = seq_len or min(256, trained_len)  # windows the model was trained on
     before_ppl = perplexity(model, val, seq_len, eval_windows) if val is not None else None
     float_linear = linear_weight_bytes(model)
     float_file = source.stat().st_size
-    float_speed = decode_speed(model, prompt, decode_tokens)
+    float_model = build_model(config)  # timed as the runtime runs it (its decoding layout)
+    float_model.load_state_dict(payload["model"])
+    float_model.eval().to(target_device)
+    prepare_for_decoding(float_model)
+    float_speed = decode_speed(float_model, prompt, decode_tokens)
 
     started = time.perf_counter()
     layout = quantize_model(model, mode, group_size, embeddings)
@@ -472,10 +496,7 @@ def run_quantization(checkpoint: str | Path, mode: str, *, group_size: int = DEF
         f"(decode tok/s by dtype: {', '.join(f'{k} {v:.0f}' for k, v in rates.items())})")
     after_ppl = perplexity(model, val, seq_len, eval_windows) if val is not None else None
     quant_speed = decode_speed(model, prompt, decode_tokens)
-    # float speed measured again after, interleaved, so a change in machine load shows in both
-    float_model = build_model(config)
-    float_model.load_state_dict(payload["model"])
-    float_model.eval().to(target_device)
+    # the float model timed again after, so a change in machine load shows on both sides
     float_speed = max(float_speed, decode_speed(float_model, prompt, decode_tokens))
     del float_model
 

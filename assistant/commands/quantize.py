@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prepared data whose <stage>_val.npy measures perplexity (default: data/processed)")
     p.add_argument("--stage", choices=("language", "code"), help="which validation split (default: the checkpoint's stage)")
     p.add_argument("--eval-windows", type=positive_int, default=32, help="validation windows for perplexity (default 32)")
-    p.add_argument("--seq-len", type=positive_int, default=256, help="tokens per validation window (default 256)")
+    p.add_argument("--seq-len", type=positive_int, help="tokens per validation window (default: the trained length, at most 256)")
     p.add_argument("--decode-tokens", type=positive_int, default=64, help="tokens generated to time decoding (default 64)")
     p.add_argument("--device", default="auto", help="where to measure: auto, cpu, cuda, mps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

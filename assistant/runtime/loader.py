@@ -57,6 +57,7 @@ def load(path: str | Path, device: str = "auto", dtype: str | None = None) -> Lo
     """Load ``path`` for inference. ``dtype`` (float32/bfloat16/float16) applies to float weights;
     a quantized checkpoint keeps its codes and runs its matmuls in the activation dtype recorded
     for this device type (or measured now, when it was quantized on another kind of device)."""
+    from trainer.layout import prepare_for_decoding
     from trainer.quantize import choose_activation_dtype, set_compute_dtype
 
     target = choose_device(device)
@@ -68,6 +69,7 @@ def load(path: str | Path, device: str = "auto", dtype: str | None = None) -> Lo
     loaded = LoadedModel(model=model, tokenizer=tokenizer, config=payload["config"], device=target, dtype=float_dtype,
                          path=Path(path), quantization=payload.get("quantization"),
                          metadata={k: payload.get(k) for k in ("stage", "step", "kind", "source", "chat")})
+    prepare_for_decoding(model)  # float Linear weights in the layout that decodes fastest here
     if loaded.quantization:
         recorded = (loaded.quantization.get("activation_dtype") or {}).get(target.type)
         if recorded in DTYPES:

@@ -111,3 +111,20 @@ def test_min_new_tokens_holds_back_the_stop_tokens():
     first = next(iter(decode_tokens(model, [1, 2, 3], 10)))
     tokens = list(decode_tokens(model, [1, 2, 3], 10, stop_ids=[first], min_new_tokens=4))
     assert len(tokens) >= 4 and first not in tokens[:4]
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_the_decoding_layout_changes_memory_order_not_results(tie):
+    from trainer.layout import InputMajorLinear, prepare_for_decoding
+
+    model = model_for("moe", tie_embeddings=tie)
+    prompt = [5, 9, 2, 7, 1, 3]
+    expected = list(decode_tokens(model, prompt, 20))
+    with torch.no_grad():
+        before = model(torch.tensor([prompt]))[0]
+    changed = prepare_for_decoding(model, force=True)
+    assert changed == sum(isinstance(m, InputMajorLinear) for m in model.modules()) > 0
+    assert isinstance(model.lm_head, InputMajorLinear) is not tie  # a tied head keeps the embedding's weight
+    with torch.no_grad():
+        assert torch.allclose(model(torch.tensor([prompt]))[0], before, atol=1e-5)
+    assert list(decode_tokens(model, prompt, 20)) == expected

@@ -37,7 +37,7 @@ def test_int8_and_int4_formats_reconstruct_the_weights():
     assert q.dtype == torch.int8 and s.shape == (64,)
     assert (q.float() * s[:, None] - w).abs().max() <= s.max() / 2 + 1e-7  # half a step at most
     codes = torch.randint(0, 16, (8, 32))
-    assert torch.equal(unpack_int4(pack_int4(codes)), codes.int())
+    assert torch.equal(unpack_int4(pack_int4(codes)), codes.to(torch.uint8))
     for group in GROUP_SIZES:
         packed, scales, zeros = quantize_int4(w, group)
         assert packed.shape == (64, 128) and scales.shape == (64, 256 // group) and scales.dtype == torch.bfloat16
@@ -49,14 +49,15 @@ def test_int8_and_int4_formats_reconstruct_the_weights():
 def test_quantized_layers_match_their_dequantized_weights(dtype):
     torch.manual_seed(0)
     linear = nn.Linear(128, 64, bias=True)
-    x = torch.randn(5, 128)
-    for layer in (Int8Linear.from_linear(linear), Int4Linear.from_linear(linear, 32)):
-        layer.compute_dtype = dtype
-        reference = x @ layer.dequantized().t() + linear.bias
-        out = layer(x)
-        assert out.dtype == torch.float32 and out.shape == (5, 64)
-        tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-4
-        assert (out - reference).norm() / reference.norm() < tolerance
+    for rows in (1, 5, 40):  # decode steps take the kernel, prompts dequantize + GEMM
+        x = torch.randn(rows, 128)
+        for layer in (Int8Linear.from_linear(linear), Int4Linear.from_linear(linear, 32)):
+            layer.compute_dtype = dtype
+            reference = x @ layer.dequantized().t() + linear.bias
+            out = layer(x)
+            assert out.dtype == torch.float32 and out.shape == (rows, 64)
+            tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-4
+            assert (out - reference).norm() / reference.norm() < tolerance
 
 
 def test_a_kernel_that_gives_wrong_answers_is_not_used():

@@ -30,10 +30,10 @@ class TransformerBlock(nn.Module):
             out, aux = out
         return x + self.dropout(out), aux
 
-    def new_cache(self):
+    def new_cache(self, kv_dtype=None):
         from trainer.models.layers import KVCache
 
-        return KVCache(self.attn.window)
+        return KVCache(self.attn.window, kv_dtype)
 
 
 def build_blocks(config: ModelConfig) -> list[nn.Module]:

@@ -153,6 +153,7 @@ class Attention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # keys/values of all positions the new queries may see
+            q = q.to(k.dtype)  # the cache may keep a wider dtype than the weights (see KVCache)
         t_key = k.size(2)
         dropout = self.dropout if self.training else 0.0
         gqa = self.n_kv_heads != self.n_heads  # SDPA shares each key/value head among its query heads
@@ -163,7 +164,7 @@ class Attention(nn.Module):
         else:  # keys are the last t_key positions, queries the last T: relative offsets suffice
             mask = sliding_window_mask(T, t_key, self.window or t_key, x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, enable_gqa=gqa)
-        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim).to(x.dtype)
         return self.o_proj(y)
 
 
@@ -173,10 +174,12 @@ class KVCache:
     Keys live in a preallocated buffer (B, nkv, capacity, hd) that grows by doubling, so a decode
     step writes one row instead of copying the whole cache. With a window the buffer holds at most
     2 * window rows and is compacted to the last window - 1 when full: memory stays bounded.
+    ``dtype`` (default: the keys' own) lets bf16 weights attend in float32 where that is faster.
     """
 
-    def __init__(self, window: int | None = None) -> None:
+    def __init__(self, window: int | None = None, dtype: torch.dtype | None = None) -> None:
         self.window = window
+        self.dtype = dtype
         self.k: torch.Tensor | None = None  # the buffer; rows [0, length) are valid
         self.v: torch.Tensor | None = None
         self.length = 0
@@ -205,6 +208,8 @@ class KVCache:
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append (B, nkv, T, hd) keys/values; return all keys/values the new queries may see."""
+        if self.dtype is not None:
+            k, v = k.to(self.dtype), v.to(self.dtype)
         T = k.size(2)
         if self.window is not None and T > 1:
             # a multi-token chunk: attend over what is kept plus the chunk, then keep the window

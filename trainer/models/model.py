@@ -65,8 +65,11 @@ class CausalLM(nn.Module):
         logits = self.lm_head(self.norm(x))
         return logits, _merge_aux(aux_list)
 
-    def new_cache(self, batch: int = 1, device=None) -> list:
-        """A fresh per-layer generation cache: KV caches for attention, recurrent state for Mamba."""
+    def new_cache(self, batch: int = 1, device=None, kv_dtype: torch.dtype | None = None) -> list:
+        """A fresh per-layer generation cache: KV caches for attention, recurrent state for Mamba.
+
+        ``kv_dtype`` stores keys/values (and runs attention over them) in another dtype than the
+        activations, e.g. float32 for bf16 weights on CPU."""
         device = device or self.norm.weight.device
         dtype = self.norm.weight.dtype  # the activations' dtype (the embedding may be quantized)
         caches = []
@@ -74,7 +77,7 @@ class CausalLM(nn.Module):
             if isinstance(block, mamba.MambaBlock):
                 caches.append(block.new_cache(batch, device, dtype))
             else:
-                caches.append(block.new_cache())
+                caches.append(block.new_cache(kv_dtype))
         return caches
 
 
