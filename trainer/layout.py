@@ -74,10 +74,10 @@ def prepare_for_decoding(model: nn.Module, force: bool | None = None) -> int:
     probe = max(body, key=lambda m: m.weight.numel())  # a typical layer (the head is slow to copy)
     if force is False or (force is None and (probe.weight.numel() < 1 << 16 or not _input_major_faster(probe.weight.detach()))):
         return 0
-    changed = 0
-    for name, module in linears:
+    names = [name for name, _ in linears]
+    del linears, body, probe  # hold no old weights: each is freed as soon as its copy replaces it
+    for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, InputMajorLinear(module))
-        changed += 1
-    return changed
+        setattr(parent, child, InputMajorLinear(getattr(parent, child)))
+    return len(names)

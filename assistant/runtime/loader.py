@@ -65,7 +65,10 @@ def load(path: str | Path, device: str = "auto", dtype: str | None = None) -> Lo
         raise UsageError(f"unknown dtype '{dtype}'", "use float32, bfloat16 or float16")
     model, tokenizer, payload = load_model(path)
     float_dtype = DTYPES[dtype] if dtype else _default_dtype(target)
-    model.to(device=target, dtype=float_dtype) if not payload.get("quantization") else _move_quantized(model, target, float_dtype)
+    if payload.get("quantization"):
+        _move_quantized(model, target, float_dtype)
+    else:
+        model.to(device=target, dtype=float_dtype)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, config=payload["config"], device=target, dtype=float_dtype,
                          path=Path(path), quantization=payload.get("quantization"),
                          metadata={k: payload.get(k) for k in ("stage", "step", "kind", "source", "chat")})
