@@ -34,6 +34,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PIP) install -q -e ".[dev,bench]"
 	$(PY) bench/train_throughput.py
+	$(PY) bench/generate.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check assistant trainer sandbox index feedback common bench tests

@@ -104,3 +104,50 @@ def check_flags_against_config(config: ModelConfig, requested: dict[str, Any], s
                 f"{flag} asks for {name}={value} but checkpoint {source} has {name}={have}",
                 "architecture flags cannot change a trained model; drop the flag",
             )
+
+
+def model_from_payload(payload: dict[str, Any]):
+    """The model of a loaded checkpoint, float or quantized, in eval mode on the CPU.
+
+    Built on the meta device and filled by assigning the stored tensors, so loading costs no
+    random initialisation and no second copy of the weights. A quantized checkpoint (a
+    ``quantization`` entry, written by ``trainer.quantize``) gets its quantized layers back.
+    """
+    from torch import nn
+
+    from trainer.models import build_model
+    from trainer.quantize import install_shells
+
+    config: ModelConfig = payload["config"]
+    with torch.device("meta"):
+        model = build_model(config)
+        if payload.get("quantization"):
+            install_shells(model, payload["quantization"])
+    try:
+        model.load_state_dict(payload["model"], strict=True, assign=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise TrainerError(
+            f"the weights in the checkpoint do not fit its model config ({first[1].strip() if len(first) > 1 else first[0]})",
+            "the file was written by another version or edited; use another checkpoint",
+        ) from exc
+    if config.tie_embeddings and isinstance(model.lm_head, nn.Linear) and isinstance(model.embed, nn.Embedding):
+        model.lm_head.weight = model.embed.weight
+    return model.eval()
+
+
+def load_model(path: str | Path, verify: bool = True):
+    """(model, tokenizer, payload) of a checkpoint for inference; the runtime's entry point.
+
+    The payload keeps the metadata (config, quantization, source...) but not the weights."""
+    from trainer.data.tokenizer import tokenizer_from_string
+
+    payload = load_checkpoint(path, verify=verify)
+    if not payload.get("tokenizer_json"):
+        raise TrainerError(f"checkpoint {path} holds no tokenizer", "train or import it with this version of the assistant")
+    tokenizer = tokenizer_from_string(payload["tokenizer_json"])
+    stop_tokens = (payload.get("chat") or {}).get("stop_tokens") or []
+    tokenizer.extra_stop_ids = [i for i in (tokenizer.token_to_id(t) for t in stop_tokens) if i is not None]
+    model = model_from_payload(payload)
+    del payload["model"]  # the weights live in the model now; a dtype change can then free them
+    return model, tokenizer, payload

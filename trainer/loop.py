@@ -259,6 +259,9 @@ class Trainer:
             raise TrainerError(f"nothing to resume: {resume_path} does not exist", "start the run without --resume")
         resume = load_checkpoint(resume_path, expect_architecture=cfg.architecture) if resume_path else None
         init = resume or (load_checkpoint(cfg.checkpoint, expect_architecture=cfg.architecture) if cfg.checkpoint else None)
+        if init is not None and init.get("quantization"):
+            raise TrainerError(f"{cfg.checkpoint or resume_path} is a quantized ({init['quantization']['mode']}) checkpoint",
+                               "train from the float checkpoint it was made from")
         if resume is not None and resume.get("kind") != "resumable":
             raise TrainerError(f"{resume_path} holds no optimizer state to resume from", "use the *_last.pth checkpoint")
         self.tokenizer, self.train_tokens, self.val_tokens = self._load_data_and_tokenizer(init)

@@ -10,4 +10,7 @@ COMMAND_MODULES = [
     "assistant.commands.data",
     "assistant.commands.sandbox",
     "assistant.commands.index",
+    "assistant.commands.generate",
+    "assistant.commands.quantize",
+    "assistant.commands.model",
 ]

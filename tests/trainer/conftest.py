@@ -89,3 +89,19 @@ def train_args(prepared, output: Path, *extra: str, stage: str = "language") -> 
     return ["train", "--stage", stage, "--model-size", "nano", "--data-dir", str(prepared["data"]),
             "--output-dir", str(output), "--batch-size", "8", "--seq-len", "64", "--log-interval", "50",
             "--eval-batches", "4", "--device", "cpu", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained_nano(prepared, tmp_path_factory) -> Path:
+    """A dense nano model trained 200 steps by the trainer (stage 1): the runtime's and stage 9's subject."""
+    import torch
+
+    output = tmp_path_factory.mktemp("trained-nano")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(train_args(prepared, output, "--steps-per-epoch", "200", "--eval-interval", "200",
+                               "--use-rmsnorm", "--use-rope", "--use-swiglu", "--json")) == 0
+    finally:
+        torch.set_num_threads(before)
+    return output / "language_model_best.pth"

@@ -33,6 +33,17 @@ class TextTokenizer:
         missing = [t for t, i in self.special_ids.items() if i is None]
         if missing:
             raise TrainerError(f"tokenizer {path} lacks special tokens {missing}", "retrain it with 'assistant data tokenizer'")
+        self.bos_ids = self._prefix_ids()
+        self.extra_stop_ids: list[int] = []  # an imported model's own end-of-text token(s)
+
+    def _prefix_ids(self) -> list[int]:
+        """Tokens the tokenizer's post-processor puts before a sequence (an imported Llama's BOS)."""
+        plain = self._tok.encode("a", add_special_tokens=False).ids
+        full = self._tok.encode("a", add_special_tokens=True).ids
+        for start in range(len(full) - len(plain) + 1):
+            if full[start : start + len(plain)] == plain:
+                return full[:start]
+        return []
 
     @property
     def vocab_size(self) -> int:
@@ -43,10 +54,11 @@ class TextTokenizer:
         return self.special_ids["<|endoftext|>"]
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text).ids
+        """Ids of ``text`` alone (no BOS/EOS from a post-processor; see ``bos_ids``)."""
+        return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(texts)]
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special)

@@ -39,6 +39,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     position: str = "learned"  # learned | rope (hybrid's attention layers always use rope)
     rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None  # None, or {"rope_type": "linear"|"llama3", ...} (imported models)
     mlp: str = "gelu"  # gelu | swiglu
     tie_embeddings: bool = False
     bias: bool = False  # bias on Linear layers
@@ -57,6 +58,7 @@ class ModelConfig:
     # hybrid
     attention_every: int = 4  # every Nth layer is sliding-window attention, the rest Mamba
     window_size: int = 256  # sliding-window span of the hybrid's attention layers
+    sliding_window: int | None = None  # dense/moe: attend only to the last N positions (Mistral)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -112,7 +114,7 @@ class ModelConfig:
 ARCHITECTURE_FIELDS = (
     "architecture", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff",
     "norm", "position", "mlp", "tie_embeddings", "num_experts", "top_k", "d_state", "d_conv",
-    "expand", "attention_every", "window_size",
+    "expand", "attention_every", "window_size", "sliding_window", "rope_scaling",
 )
 
 

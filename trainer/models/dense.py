@@ -30,11 +30,11 @@ class TransformerBlock(nn.Module):
             out, aux = out
         return x + self.dropout(out), aux
 
-    def new_cache(self):
+    def new_cache(self, kv_dtype=None):
         from trainer.models.layers import KVCache
 
-        return KVCache(self.attn.window)
+        return KVCache(self.attn.window, kv_dtype)
 
 
 def build_blocks(config: ModelConfig) -> list[nn.Module]:
-    return [TransformerBlock(config) for _ in range(config.n_layers)]
+    return [TransformerBlock(config, window=config.sliding_window) for _ in range(config.n_layers)]

@@ -32,13 +32,35 @@ def make_norm(config: ModelConfig) -> nn.Module:
     return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
 
 
-def rope_tables(head_dim: int, max_len: int, theta: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_frequencies(head_dim: int, theta: float, scaling: dict | None = None, device=None) -> torch.Tensor:
+    """Inverse frequencies (head_dim // 2,), optionally rescaled as Llama 3 ("llama3") or by
+    position interpolation ("linear"), so imported long-context models keep their positions."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    kind = (scaling or {}).get("rope_type", "default")
+    if kind == "linear":
+        inv_freq = inv_freq / scaling["factor"]
+    elif kind == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old_len = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        inv_freq = torch.where(medium, smoothed, scaled)
+    elif kind != "default":
+        raise ValueError(f"unsupported RoPE scaling '{kind}'")
+    return inv_freq
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float, device=None,
+                scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin tables (max_len, head_dim) for rotary position embeddings.
 
     Both halves of ``cos`` repeat the same angles; ``sin`` is (-sin, +sin), so that
     ``apply_rope`` needs one roll instead of slicing (whose backward zero-fills).
     """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    inv_freq = rope_frequencies(head_dim, theta, scaling, device)
     angles = torch.outer(torch.arange(max_len, device=device, dtype=torch.float32), inv_freq)
     cos, sin = angles.cos(), angles.sin()
     return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
@@ -105,6 +127,7 @@ class Attention(nn.Module):
         self.window = window
         self.use_rope = use_rope
         self.rope_theta = config.rope_theta
+        self.rope_scaling = config.rope_scaling
         kv_dim = self.n_kv_heads * self.head_dim
         qkv_bias = config.bias or config.qkv_bias
         self.q_proj = nn.Linear(config.d_model, config.d_model, bias=qkv_bias)
@@ -118,7 +141,7 @@ class Attention(nn.Module):
         cache = self._rope_cache
         if cache is None or cache[0].size(0) < length or cache[0].device != device:
             size = max(length, 2 * (cache[0].size(0) if cache is not None else 0), 256)
-            cache = rope_tables(self.head_dim, size, self.rope_theta, device)
+            cache = rope_tables(self.head_dim, size, self.rope_theta, device, self.rope_scaling)
             self._rope_cache = cache
         return cache
 
@@ -132,42 +155,86 @@ class Attention(nn.Module):
             cos, sin = cos[start_pos : start_pos + T], sin[start_pos : start_pos + T]
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(k, v)  # keys/values of all visible positions
+            k, v = cache.update(k, v)  # keys/values of all positions the new queries may see
+            q = q.to(k.dtype)  # the cache may keep a wider dtype than the weights (see KVCache)
         t_key = k.size(2)
-        if self.n_kv_heads != self.n_heads:
-            repeat = self.n_heads // self.n_kv_heads
-            k = k.repeat_interleave(repeat, dim=1)  # (B, nh, t_key, hd)
-            v = v.repeat_interleave(repeat, dim=1)
         dropout = self.dropout if self.training else 0.0
-        if self.window is not None and t_key > 1:
-            # keys are the last t_key positions, queries the last T: relative offsets suffice
-            mask = sliding_window_mask(T, t_key, self.window, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        elif T == t_key:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
-        else:  # T new queries after cached keys: query i sees keys up to its own position
-            mask = sliding_window_mask(T, t_key, t_key, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        gqa = self.n_kv_heads != self.n_heads  # SDPA shares each key/value head among its query heads
+        if T == 1:  # one new query: the cache holds exactly the keys it sees
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, enable_gqa=gqa)
+        elif T == t_key and (self.window is None or T <= self.window):
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout, enable_gqa=gqa)
+        else:  # keys are the last t_key positions, queries the last T: relative offsets suffice
+            mask = sliding_window_mask(T, t_key, self.window or t_key, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, enable_gqa=gqa)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim).to(x.dtype)
         return self.o_proj(y)
 
 
 class KVCache:
-    """Keys and values seen so far for one attention layer; bounded to ``window`` when given."""
+    """Keys and values seen so far for one attention layer; bounded to ``window`` when given.
 
-    def __init__(self, window: int | None = None) -> None:
+    Keys live in a preallocated buffer (B, nkv, capacity, hd) that grows by doubling, so a decode
+    step writes one row instead of copying the whole cache. With a window the buffer holds at most
+    2 * window rows and is compacted to the last window - 1 when full: memory stays bounded.
+    ``dtype`` (default: the keys' own) lets bf16 weights attend in float32 where that is faster.
+    """
+
+    def __init__(self, window: int | None = None, dtype: torch.dtype | None = None) -> None:
         self.window = window
-        self.k: torch.Tensor | None = None
+        self.dtype = dtype
+        self.k: torch.Tensor | None = None  # the buffer; rows [0, length) are valid
         self.v: torch.Tensor | None = None
+        self.length = 0
+
+    def _reserve(self, k: torch.Tensor, extra: int) -> None:
+        need = self.length + extra
+        if self.k is not None and need <= self.k.size(2):
+            return
+        if self.window is not None and self.k is not None and self.length >= self.window:
+            keep = self.window - 1  # what the next query still needs besides itself
+            self.k[:, :, :keep] = self.k[:, :, self.length - keep : self.length].clone()
+            self.v[:, :, :keep] = self.v[:, :, self.length - keep : self.length].clone()
+            self.length = keep
+            if self.length + extra <= self.k.size(2):
+                return
+        capacity = max(need, 2 * (self.k.size(2) if self.k is not None else 0), 64)
+        if self.window is not None:
+            capacity = max(need, 2 * self.window)
+        B, H, _, D = k.shape
+        k_buf = k.new_empty(B, H, capacity, D)
+        v_buf = k.new_empty(B, H, capacity, D)
+        if self.k is not None and self.length:
+            k_buf[:, :, : self.length] = self.k[:, :, : self.length]
+            v_buf[:, :, : self.length] = self.v[:, :, : self.length]
+        self.k, self.v = k_buf, v_buf
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append (B, nkv, T, hd) keys/values; return all keys/values the new queries may see."""
-        if self.k is not None:
-            k = torch.cat((self.k, k), dim=2)
-            v = torch.cat((self.v, v), dim=2)
-        keep = k if self.window is None else k[:, :, -self.window :]
-        self.k, self.v = keep, (v if self.window is None else v[:, :, -self.window :])
-        return k, v
+        if self.dtype is not None:
+            k, v = k.to(self.dtype), v.to(self.dtype)
+        T = k.size(2)
+        if self.window is not None and T > 1:
+            # a multi-token chunk: attend over what is kept plus the chunk, then keep the window
+            if self.length:
+                k = torch.cat((self.k[:, :, : self.length], k), dim=2)
+                v = torch.cat((self.v[:, :, : self.length], v), dim=2)
+            keep = min(self.window, k.size(2))
+            B, H, _, D = k.shape
+            self.k, self.v = k.new_empty(B, H, 2 * self.window, D), k.new_empty(B, H, 2 * self.window, D)
+            self.k[:, :, :keep], self.v[:, :, :keep] = k[:, :, -keep:], v[:, :, -keep:]
+            self.length = keep
+            return k, v
+        self._reserve(k, T)
+        self.k[:, :, self.length : self.length + T] = k
+        self.v[:, :, self.length : self.length + T] = v
+        self.length += T
+        start = 0 if self.window is None else max(0, self.length - self.window)
+        return self.k[:, :, start : self.length], self.v[:, :, start : self.length]
+
+    @property
+    def memory_bytes(self) -> int:
+        return 0 if self.k is None else 2 * self.k.numel() * self.k.element_size()
 
 
 def init_weights(module: nn.Module, n_layers: int) -> None:

@@ -102,9 +102,12 @@ class MambaMixer(nn.Module):
         u = F.silu((window * self.conv1d.weight.squeeze(1)).sum(-1) + self.conv1d.bias)
         state.conv = window[:, :, 1:]
         delta, A, B, C = self._ssm_inputs(u)  # delta (B, Di), B/C (B, N)
-        state.ssm = torch.exp(delta.unsqueeze(-1) * A) * state.ssm + (delta * u).unsqueeze(-1) * B.unsqueeze(1)
-        y = torch.matmul(state.ssm, C.unsqueeze(-1)).squeeze(-1) + u * self.D  # (B, Di)
-        return self.out_proj(y * F.silu(z))
+        # the state is kept in float32 (or wider) whatever the weights' dtype, as in the parallel scan
+        wide = torch.promote_types(u.dtype, torch.float32)
+        delta, uf, B, C = delta.to(wide), u.to(wide), B.to(wide), C.to(wide)
+        state.ssm = torch.exp(delta.unsqueeze(-1) * A) * state.ssm + (delta * uf).unsqueeze(-1) * B.unsqueeze(1)
+        y = torch.matmul(state.ssm, C.unsqueeze(-1)).squeeze(-1) + uf * self.D.to(wide)  # (B, Di)
+        return self.out_proj(y.to(u.dtype) * F.silu(z))
 
     def new_state(self, batch: int, device, dtype=torch.float32) -> MambaState:
         return MambaState(

@@ -41,7 +41,9 @@ class CausalLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 
-    def forward(self, idx: torch.Tensor, cache: list | None = None, start_pos: int = 0):
+    def forward(self, idx: torch.Tensor, cache: list | None = None, start_pos: int = 0, last_only: bool = False):
+        """``cache`` (from ``new_cache``) makes this an incremental step at ``start_pos``;
+        ``last_only`` computes the logits of the last position only (generation)."""
         B, T = idx.shape
         if start_pos + T > self.config.max_seq_len and self.learned_positions:
             raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.config.max_seq_len}")
@@ -58,18 +60,24 @@ class CausalLM(nn.Module):
                 x, aux = block(x, start_pos, layer_cache)
             if aux is not None:
                 aux_list.append(aux)
+        if last_only:
+            x = x[:, -1:]
         logits = self.lm_head(self.norm(x))
         return logits, _merge_aux(aux_list)
 
-    def new_cache(self, batch: int = 1, device=None) -> list:
-        """A fresh per-layer generation cache: KV caches for attention, recurrent state for Mamba."""
-        device = device or self.embed.weight.device
+    def new_cache(self, batch: int = 1, device=None, kv_dtype: torch.dtype | None = None) -> list:
+        """A fresh per-layer generation cache: KV caches for attention, recurrent state for Mamba.
+
+        ``kv_dtype`` stores keys/values (and runs attention over them) in another dtype than the
+        activations, e.g. float32 for bf16 weights on CPU."""
+        device = device or self.norm.weight.device
+        dtype = self.norm.weight.dtype  # the activations' dtype (the embedding may be quantized)
         caches = []
         for block in self.blocks:
             if isinstance(block, mamba.MambaBlock):
-                caches.append(block.new_cache(batch, device))
+                caches.append(block.new_cache(batch, device, dtype))
             else:
-                caches.append(block.new_cache())
+                caches.append(block.new_cache(kv_dtype))
         return caches
 
 

@@ -85,4 +85,4 @@ class MoELayer(nn.Module):
 
 
 def build_blocks(config: ModelConfig) -> list[nn.Module]:
-    return [TransformerBlock(config, mlp=MoELayer(config)) for _ in range(config.n_layers)]
+    return [TransformerBlock(config, mlp=MoELayer(config), window=config.sliding_window) for _ in range(config.n_layers)]
