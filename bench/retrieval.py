@@ -5,7 +5,9 @@ each function's own docstring removed. Queries: the first line of each removed d
 three words, unique in the corpus); the gold answer is that function (a hit is a chunk of the
 function's file whose lines overlap the function).
 
-Reports recall@1/5/10 and MRR@10 for dense (Chroma), BM25, symbol-name BM25 and the hybrid fusion,
+Reports recall@1/5/10 and MRR@10 for dense (Chroma), BM25, symbol-name BM25, the hybrid fusion (RRF)
+and the hybrid with the learned reranker (the default; trained on other packages by
+bench/train_reranker.py),
 the recall of the union of the dense and BM25 top-10s, index throughput (files/s, chunks/s),
 embedding throughput per backend as a ratio to sentence-transformers (torch), a one-file
 incremental update's time, and hybrid query latency p50/p95.
@@ -35,8 +37,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
 from index import IndexSettings, open_index
 from index.indexer import _symbol_key
+from index.rerank import Reranker, feature_rows
 from index.retrieve import one_per_symbol, weighted_rrf
 
 DEFAULT_DIRS = ("json", "http", "email", "asyncio")
@@ -49,6 +54,7 @@ class Query:
     start: int   # the function's lines (1-based, inclusive)
     end: int
     qualname: str
+    kind: str = "function"  # or "class" (only in the reranker's training corpus)
 
 
 def _docstring_node(node) -> ast.Expr | None:
@@ -58,15 +64,15 @@ def _docstring_node(node) -> ast.Expr | None:
     return None
 
 
-def _functions(tree):
-    """(qualname, node) for every function, methods and nested functions included."""
+def _functions(tree, classes: bool = False):
+    """(qualname, node) for every function, methods and nested functions included (and classes)."""
     out = []
 
     def visit(body, prefix):
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 name = f"{prefix}.{node.name}" if prefix else node.name
-                if not isinstance(node, ast.ClassDef):
+                if classes or not isinstance(node, ast.ClassDef):
                     out.append((name, node))
                 visit(node.body, name)
             else:
@@ -79,21 +85,28 @@ def _functions(tree):
     return out
 
 
-def make_corpus(dirs, dest: Path, stdlib: Path | None = None) -> list[Query]:
-    """Copy ``dirs`` of the stdlib into ``dest`` with function docstrings removed; return the queries."""
+def make_corpus(dirs, dest: Path, stdlib: Path | None = None, classes: bool = False) -> list[Query]:
+    """Copy ``dirs`` of the stdlib into ``dest`` with function docstrings removed; return the queries.
+
+    ``classes`` also removes class docstrings and asks for classes (the reranker's training corpus:
+    a reranker that only ever saw functions sought would learn to push classes down)."""
     stdlib = stdlib or Path(sysconfig.get_paths()["stdlib"])
     candidates = []
     for d in dirs:
-        for src in sorted((stdlib / d).rglob("*.py")):
+        base = stdlib / d
+        for src in [base] if base.is_file() else sorted(base.rglob("*.py")):
             rel = src.relative_to(stdlib).as_posix()
-            if "test" in rel.split("/")[:-1] or src.name.startswith("test"):
+            if any(part in ("test", "tests") for part in rel.split("/")[:-1]) or src.name.startswith("test"):
                 continue
-            text = src.read_text(encoding="utf-8")
+            try:
+                text = src.read_text(encoding="utf-8")
+                tree = ast.parse(text)
+            except (UnicodeDecodeError, SyntaxError, ValueError):
+                continue  # e.g. lib2to3's deliberately broken samples
             lines = text.split("\n")
-            tree = ast.parse(text)
             removals = []  # (start, end, node)
             found = []
-            for qualname, node in _functions(tree):
+            for qualname, node in _functions(tree, classes):
                 doc = _docstring_node(node)
                 if doc is None:
                     continue
@@ -115,7 +128,8 @@ def make_corpus(dirs, dest: Path, stdlib: Path | None = None) -> list[Query]:
             out.write_text("\n".join(lines), encoding="utf-8")
             for qualname, node, first in found:
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-                candidates.append(Query(first, rel, shift(start), shift(node.end_lineno), qualname))
+                kind = "class" if isinstance(node, ast.ClassDef) else "function"
+                candidates.append(Query(first, rel, shift(start), shift(node.end_lineno), qualname, kind))
     counts: dict[str, int] = {}
     for q in candidates:
         counts[q.text] = counts.get(q.text, 0) + 1
@@ -123,6 +137,8 @@ def make_corpus(dirs, dest: Path, stdlib: Path | None = None) -> list[Query]:
 
 
 def _is_gold(query: Query, record) -> bool:
+    if query.kind == "class":  # the class itself, not any of its methods (which its lines contain)
+        return record[0] == query.path and record[2] == query.qualname
     return record[0] == query.path and record[4] <= query.end and record[5] >= query.start
 
 
@@ -152,18 +168,40 @@ def _fuse(lists, s: IndexSettings, chunks):
 
 
 def evaluate(idx, queries, depth: int = 100):
-    """Each query's ranked lists, and the chunk records they point to."""
-    lists = [idx.ranked_lists(q.text, depth) for q in queries]
+    """Each query's scored lists ({"dense": [(id, score)], ...}), and the chunk records they point to."""
+    lists = [idx.scored_lists(q.text, depth) for q in queries]
     chunks = {cid: rec for cid, rec in idx._load_manifest(strict=True)["chunks"].items()}
     return lists, chunks
 
 
-def quality_table(queries, lists, chunks, settings: IndexSettings) -> dict:
+def _ids(lst) -> dict:
+    return {name: [cid for cid, _ in hits] for name, hits in lst.items()}
+
+
+def rerank_inputs(idx, queries, lists, chunks, depth: int):
+    """Per query: (candidate ids, feature rows, relevance labels), exactly as ``search`` builds them."""
+    facts, idf = idx._rerank_state()
+    out = []
+    for q, lst in zip(queries, lists):
+        ids, rows = feature_rows(q.text, lst["dense"], lst["lexical"], lst["symbol"], facts, idf, depth)
+        labels = np.array([float(_is_gold(q, chunks[c])) for c in ids])
+        out.append((ids, rows, labels))
+    return out
+
+
+def _reranked(reranker, ids, rows, chunks):
+    return [cid for cid, _ in one_per_symbol(reranker.rank(ids, rows), lambda cid: _symbol_key(cid, chunks[cid]))]
+
+
+def quality_table(queries, lists, chunks, settings: IndexSettings, reranked=None) -> dict:
     rows = {}
     for name in ("dense", "lexical", "symbol"):
-        rows[name] = _metrics([_rank_of(q, lst[name], chunks) for q, lst in zip(queries, lists)])
-    rows["hybrid"] = _metrics([_rank_of(q, _fuse(lst, settings, chunks), chunks) for q, lst in zip(queries, lists)])
-    union = [any(_is_gold(q, chunks[c]) for c in lst["dense"][:10] + lst["lexical"][:10])
+        rows[name] = _metrics([_rank_of(q, _ids(lst)[name], chunks) for q, lst in zip(queries, lists)])
+    rows["hybrid (RRF)"] = _metrics([_rank_of(q, _fuse(_ids(lst), settings, chunks), chunks)
+                                     for q, lst in zip(queries, lists)])
+    if reranked is not None:
+        rows["hybrid + learned reranker"] = _metrics([_rank_of(q, r, chunks) for q, r in zip(queries, reranked)])
+    union = [any(_is_gold(q, chunks[c]) for c in _ids(lst)["dense"][:10] + _ids(lst)["lexical"][:10])
              for q, lst in zip(queries, lists)]
     rows["union dense+bm25 @10"] = {"R@10": sum(union) / max(1, len(union))}
     return rows
@@ -171,7 +209,7 @@ def quality_table(queries, lists, chunks, settings: IndexSettings) -> dict:
 
 def tune(queries, lists, chunks, base: IndexSettings) -> tuple[IndexSettings, float]:
     """Grid search on the even-numbered queries; returns the best settings and their R@10 there."""
-    train = [(q, lst) for i, (q, lst) in enumerate(zip(queries, lists)) if i % 2 == 0]
+    train = [(q, _ids(lst)) for i, (q, lst) in enumerate(zip(queries, lists)) if i % 2 == 0]
     best, best_key = base, (-1.0, -1.0)
     grid = itertools.product((5, 10, 20, 30, 60), (0.6, 0.8, 1.0, 1.2, 1.5), (0.0, 0.2, 0.4, 0.6, 0.8),
                              (20, 50, 100), (10, 20, 50, 100))
@@ -242,7 +280,10 @@ def main(argv=None) -> int:
     files_s, chunks_s = summary.files / build, summary.chunks / build
 
     lists, chunks = evaluate(idx, queries)
-    rows = quality_table(queries, lists, chunks, settings)
+    reranker = Reranker.load()
+    reranked = [_reranked(reranker, ids, rows, chunks)
+                for ids, rows, _ in rerank_inputs(idx, queries, lists, chunks, settings.rerank_depth)]
+    rows = quality_table(queries, lists, chunks, settings, reranked)
     print(f"\nquality (default settings: rrf_k={settings.rrf_k}, weights dense/bm25/symbol={settings.dense_weight}/"
           f"{settings.lexical_weight}/{settings.symbol_weight}, depths {settings.dense_depth}/{settings.lexical_depth})")
     print(_table(["retriever", "R@1", "R@5", "R@10", "MRR@10"],
@@ -250,7 +291,7 @@ def main(argv=None) -> int:
                   for name, m in rows.items()]))
     if args.tune:
         best, train_r10 = tune(queries, lists, chunks, settings)
-        test = [(q, lst) for i, (q, lst) in enumerate(zip(queries, lists)) if i % 2 == 1]
+        test = [(q, _ids(lst)) for i, (q, lst) in enumerate(zip(queries, lists)) if i % 2 == 1]
         held = _metrics([_rank_of(q, _fuse(lst, best, chunks), chunks) for q, lst in test])
         default_held = _metrics([_rank_of(q, _fuse(lst, settings, chunks), chunks) for q, lst in test])
         print(f"\ntuned on even queries: rrf_k={best.rrf_k} lexical_weight={best.lexical_weight} "

@@ -35,6 +35,7 @@ from index.chunking import CHUNKER_VERSION, Chunk, chunk_source
 from index.errors import IndexingError
 from index.files import Scanner, decode_source, language_of
 from index.lexical import LexicalIndex, code_tokens
+from index.rerank import Reranker, chunk_facts, feature_rows, idf_table
 from index.retrieve import Hit, one_per_symbol, snippet_of, weighted_rrf
 from index.settings import IndexSettings
 
@@ -173,6 +174,8 @@ class CodebaseIndex:
         self._embedder = None
         self._store = None
         self._search_state = None  # (manifest mtime, ids, records, lexical, symbol index, paths)
+        self._rerank_cache = None  # (manifest mtime, chunk facts, idf table)
+        self._reranker = None
 
     # ------------------------------------------------------------------ parts, loaded on first use
     @property
@@ -473,18 +476,20 @@ class CodebaseIndex:
             mask = keep.astype(np.float32)
             if path_glob:
                 allowed_ids = [vid for i in np.flatnonzero(keep) for vid in vector_ids[i]]
-        rankings = []
-        if s.dense_weight > 0:
-            vector = self.embedder.embed_query(query)
-            rankings.append((self._dense(vector, max(k, s.dense_depth), where, allowed_ids), s.dense_weight))
-        if s.lexical_weight > 0:
-            rankings.append(([ids[i] for i, _ in lexical.search(query, max(k, s.lexical_depth), mask)],
-                             s.lexical_weight))
-        if s.symbol_weight > 0:
-            rankings.append(([ids[i] for i, _ in symbols.search(query, max(k, s.lexical_depth), mask)],
-                             s.symbol_weight))
+        dense = self._dense(self.embedder.embed_query(query), max(k, s.dense_depth), where, allowed_ids) \
+            if s.dense_weight > 0 or s.rerank else []
+        lexical_hits = [(ids[i], sc) for i, sc in lexical.search(query, max(k, s.lexical_depth), mask)]
+        symbol_hits = [(ids[i], sc) for i, sc in symbols.search(query, max(k, s.lexical_depth), mask)]
+        if s.rerank:
+            facts, idf = self._rerank_state()
+            candidates, rows = feature_rows(query, dense, lexical_hits, symbol_hits, facts, idf, s.rerank_depth)
+            ranked = self.reranker.rank(candidates, rows)
+        else:
+            ranked = weighted_rrf([([c for c, _ in dense], s.dense_weight),
+                                   ([c for c, _ in lexical_hits], s.lexical_weight),
+                                   ([c for c, _ in symbol_hits], s.symbol_weight)], s.rrf_k)
         # ids in the store but not in the manifest (an interrupted update) are skipped
-        fused = [(cid, score) for cid, score in weighted_rrf(rankings, s.rrf_k) if cid in position]
+        fused = [(cid, score) for cid, score in ranked if cid in position]
         fused = one_per_symbol(fused, lambda cid: _symbol_key(cid, records[position[cid]]))[:k]
         hits = []
         for cid, score in fused:
@@ -493,24 +498,44 @@ class CodebaseIndex:
             hits.append(Hit(rec[0], rec[4], rec[5], rec[2], round(score, 6), snippet_of(code), rec[1], rec[3], cid))
         return hits
 
-    def ranked_lists(self, query: str, depth: int) -> dict[str, list[str]]:
-        """Each retriever's own ranking (ids), for benchmarks and fusion tuning."""
+    def scored_lists(self, query: str, depth: int) -> dict[str, list[tuple[str, float]]]:
+        """Each retriever's own ranking as (id, score), for benchmarks, fusion tuning and the reranker."""
         _, ids, _, lexical, symbols, *_ = self._state()
-        vector = self.embedder.embed_query(query)
         return {
-            "dense": self._dense(vector, depth),
-            "lexical": [ids[i] for i, _ in lexical.search(query, depth)],
-            "symbol": [ids[i] for i, _ in symbols.search(query, depth)],
+            "dense": self._dense(self.embedder.embed_query(query), depth),
+            "lexical": [(ids[i], sc) for i, sc in lexical.search(query, depth)],
+            "symbol": [(ids[i], sc) for i, sc in symbols.search(query, depth)],
         }
 
-    def _dense(self, vector, depth: int, where: dict | None = None, ids: list[str] | None = None) -> list[str]:
-        """Chunk ids by their best vector (full text or signature view): max-sim over a chunk's vectors."""
-        out: dict[str, None] = {}
-        for vid, _ in self.store.query(vector, depth * 2, where=where, ids=ids):
-            out.setdefault(_chunk_id(vid), None)
+    def ranked_lists(self, query: str, depth: int) -> dict[str, list[str]]:
+        """Each retriever's own ranking (ids)."""
+        return {name: [cid for cid, _ in hits] for name, hits in self.scored_lists(query, depth).items()}
+
+    @property
+    def reranker(self):
+        if self._reranker is None:
+            self._reranker = Reranker.load()
+        return self._reranker
+
+    def _rerank_state(self):
+        """Per-chunk facts and the project's IDF table, built once per index state."""
+        state = self._state()
+        with self._state_lock:
+            if self._rerank_cache is None or self._rerank_cache[0] != state[0]:
+                records = state[2]
+                facts = {cid: chunk_facts(rec) for cid, rec in zip(state[1], records)}
+                self._rerank_cache = (state[0], facts, idf_table([r[8] for r in records]))
+            return self._rerank_cache[1], self._rerank_cache[2]
+
+    def _dense(self, vector, depth: int, where: dict | None = None,
+               ids: list[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine) by each chunk's best vector (full text or signature view)."""
+        out: dict[str, float] = {}
+        for vid, sim in self.store.query(vector, depth * 2, where=where, ids=ids):
+            out.setdefault(_chunk_id(vid), sim)
             if len(out) >= depth:
                 break
-        return list(out)
+        return list(out.items())
 
     def chunk(self, chunk_id: str) -> dict | None:
         """A chunk's metadata and text by id."""

@@ -43,6 +43,10 @@ class IndexSettings:
     symbol_weight: float = 0.6
     dense_depth: int = 100
     lexical_depth: int = 100
+    # A learned reranker (index/rerank.py) orders the union of each list's top rerank_depth instead
+    # of RRF alone: hybrid recall@10 +5 points on bench/retrieval.py. false = plain RRF.
+    rerank: bool = True
+    rerank_depth: int = 50
     # Files: extra gitignore-style patterns, and the largest file indexed.
     ignore: list[str] = dataclasses.field(default_factory=list)
     max_file_bytes: int = 1_000_000
@@ -52,7 +56,7 @@ class IndexSettings:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise IndexingError(f"unknown embedding backend '{self.backend}'", f"use one of {', '.join(BACKENDS)}")
-        for name in ("batch_size", "dense_depth", "lexical_depth", "rrf_k", "max_file_bytes"):
+        for name in ("batch_size", "dense_depth", "lexical_depth", "rrf_k", "max_file_bytes", "rerank_depth"):
             if int(getattr(self, name)) <= 0:
                 raise IndexingError(f"index setting {name} must be positive, got {getattr(self, name)}")
         if self.chunk_tokens and not 32 <= int(self.chunk_tokens) <= 8192:
