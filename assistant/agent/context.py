@@ -58,21 +58,34 @@ def truncate_result(result: dict[str, Any], budget: int, count: Callable[[str], 
     """A tool result as compact JSON within ``budget`` tokens: the longest strings are cut in their
     middle (head and tail kept, with a marker saying how much went), so the JSON stays valid."""
     data = json.loads(json.dumps(result, ensure_ascii=False, default=str))
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    truncated = False
-    for _ in range(40):
-        if count(text) <= budget:
-            return text, truncated
+
+    def dump() -> str:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+    text = dump()
+    if count(text) <= budget:
+        return text, False
+    for _ in range(20):
         holder, key, value = _longest_string(data)
-        if holder is None or len(value) < 80:
+        if holder is None or len(value) < 40:
             break
-        truncated = True
-        keep = len(value) // 3
-        holder[key] = value[:keep] + f"\n…[{len(value) - 2 * keep} chars truncated]…\n" + value[-keep:]
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    if count(text) > budget:  # many small fields: fall back to a plain cut
-        return cut_to_tokens(text, budget, count, marker="…[truncated]"), True
-    return text, truncated
+        low, high = 0, len(value) // 2  # keep ``low`` characters at each end: the most that fits
+        while low < high:
+            mid = (low + high + 1) // 2
+            holder[key] = _middle_cut(value, mid)
+            if count(dump()) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        holder[key] = _middle_cut(value, low)
+        text = dump()
+        if count(text) <= budget:
+            return text, True
+    return cut_to_tokens(text, budget, count, marker="…[truncated]"), True
+
+
+def _middle_cut(value: str, keep: int) -> str:
+    return value[:keep] + f"\n…[{len(value) - 2 * keep} chars truncated]…\n" + (value[-keep:] if keep else "")
 
 
 def _longest_string(node: Any, best=(None, None, "")):
@@ -171,6 +184,7 @@ class Assembled:
     compacted_turns: int = 0
     sections: dict[str, int] = field(default_factory=dict)  # tokens per system-prompt section
     tokens: int = 0
+    dropped: list[str] = field(default_factory=list)  # sections left out to fit
 
 
 class ContextBuilder:
@@ -261,15 +275,46 @@ class ContextBuilder:
 
     def assemble(self, older_turns: Sequence[Sequence[dict[str, Any]]], current: Sequence[dict[str, Any]],
                  tools: list[dict[str, Any]], plan: bool = False, changed_files: Sequence[str] = ()) -> Assembled:
-        """The prompt: system message, then as many of the newest older turns as fit, then ``current``."""
+        """The prompt: system message, then as many of the newest older turns as fit, then ``current``.
+
+        When even the newest turn does not fit, the optional sections go (retrieved code, repo
+        summary, memory, project instructions, in that order), then the tool schemas lose their
+        parameter descriptions; the runtime cuts whatever still overflows."""
         older = [list(t) for t in older_turns]
+        static = dict(self._static or {})
+        shrink = ["retrieved", "repo", "memory", "instructions", "schemas"]
         folded = 0
-        while True:
-            summary = summarize_turns(older[:folded], changed_files) if folded else ""
-            system, sections = self.system_text(plan, summary)
-            kept = [m for turn in older[folded:] for m in turn]
-            messages = [{"role": "system", "content": system}, *kept, *current]
-            size = self._size(messages, tools)
-            if size <= self.budget or folded >= len(older):
-                return Assembled(messages, tools, folded, sections, size)
-            folded += 1
+        dropped: list[str] = []
+        try:
+            while True:
+                summary = summarize_turns(older[:folded], changed_files) if folded else ""
+                system, sections = self.system_text(plan, summary)
+                kept = [m for turn in older[folded:] for m in turn]
+                messages = [{"role": "system", "content": system}, *kept, *current]
+                size = self._size(messages, tools)
+                if size <= self.budget:
+                    break
+                if folded < len(older):
+                    folded += 1
+                    continue
+                if not shrink:
+                    break
+                step = shrink.pop(0)
+                dropped.append(step)
+                if step == "schemas":
+                    tools = [compact_schema(t) for t in tools]
+                elif self._static:
+                    self._static.pop(step, None)
+        finally:
+            self._static = static
+        return Assembled(messages, tools, folded, sections, size, dropped)
+
+
+def compact_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool schema without its parameters' descriptions (the first sentence of its own kept)."""
+    params = json.loads(json.dumps(tool.get("parameters", {})))
+    for spec in (params.get("properties") or {}).values():
+        if isinstance(spec, dict):
+            spec.pop("description", None)
+    description = tool.get("description", "").split(". ")[0].rstrip(".") + "."
+    return {"name": tool["name"], "description": description, "parameters": params}

@@ -274,9 +274,12 @@ class AgentSession:
         if assembled.compacted_turns and not turn.record.get("compacted"):
             turn.record["compacted"] = assembled.compacted_turns
             emit(ev.Notice(f"context: {assembled.compacted_turns} older turn(s) compacted into a summary", "info"))
+        if assembled.dropped and not turn.record.get("dropped"):
+            turn.record["dropped"] = assembled.dropped
+            emit(ev.Notice(f"context: left out to fit the model's window: {', '.join(assembled.dropped)}", "warning"))
         deltas = _DeltaFilter(lambda text: emit(ev.TextDelta(text)))
         s = self.settings
-        generated = self.model.generate(assembled.messages, tools, deltas, cancel, max_new_tokens=s.max_new_tokens,
+        generated = self.model.generate(assembled.messages, assembled.tools, deltas, cancel, max_new_tokens=s.max_new_tokens,
                                         temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed)
         deltas.flush()
         stats["tokens"] += generated.tokens
