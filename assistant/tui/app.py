@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from assistant.tui import commands
 from assistant.tui.controller import IndexProgress, LaunchOptions, SessionController, StartupState
 from assistant.tui.history import PromptHistory, default_history_path
 from assistant.tui.messages import (AgentEventPosted, ApprovalNeeded, Note, PromptSubmitted, RateRequested,
-                                    SessionReady, StatusChanged, TurnEnded)
+                                    SessionReady, StatusChanged, TextArrived, TurnEnded)
 from assistant.tui.palette import SlashCommandsProvider
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.screens.chat import ChatScreen
@@ -74,13 +75,38 @@ class AssistantApp(App):
         self._turn_replies: list[AssistantReply] = []
         self._turn_id: str | None = None
         self._pending: list[Future] = []  # approvals a worker waits on
+        self._text_lock = threading.Lock()
+        self._text_parts: list[tuple[int, str]] = []  # streamed text not shown yet, by segment
+        self._segment = 0
+        self._flush_queued = False
         self.turns_finished: list[ev.TurnFinished] = []  # what tests and /feedback look at
         self.ratings: dict[str, tuple[int, int | None]] = {}  # turn id -> (value, feedback id)
 
     # ---- callbacks the controller calls from worker threads (they only post) -------------------
 
     def _post_event(self, event: Any) -> None:
-        self.post_message(AgentEventPosted(event))
+        """Post an agent event. Text deltas are coalesced: while a ``TextArrived`` is queued, more text
+        joins its segment instead of queueing another message, so a fast model never floods the
+        event loop. Any other event starts a new segment, which keeps text and tool cards in order."""
+        with self._text_lock:
+            if isinstance(event, ev.TextDelta):
+                self._text_parts.append((self._segment, event.text))
+                if self._flush_queued:
+                    return
+                self._flush_queued = True
+                self.post_message(TextArrived(self._segment))
+            else:
+                self._segment += 1
+                self._flush_queued = False
+                self.post_message(AgentEventPosted(event))
+
+    def _take_text(self, segment: int) -> str:
+        with self._text_lock:
+            taken = "".join(text for seg, text in self._text_parts if seg == segment)
+            self._text_parts = [(seg, text) for seg, text in self._text_parts if seg != segment]
+            if segment == self._segment:
+                self._flush_queued = False
+            return taken
 
     def _post_status(self, **fields: Any) -> None:
         self.post_message(StatusChanged(**fields))
@@ -195,12 +221,12 @@ class AssistantApp(App):
         self._reply, self._turn_replies, self._turn_id = None, [], None
         self.chat.status.busy = "planning… (Esc cancels)" if plan else "generating… (Esc cancels)"
         transcript.anchor()
-        self._run_turn(text, plan)
+        self._run_turn(text, plan, self.controller.new_turn())
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="turn")
-    def _run_turn(self, text: str, plan: bool) -> None:
+    def _run_turn(self, text: str, plan: bool, cancel: threading.Event) -> None:
         try:
-            finished = self.controller.run_turn(text, plan=plan)
+            finished = self.controller.run_turn(text, cancel, plan=plan)
         except Exception as exc:
             self.post_message(TurnEnded(None, f"{type(exc).__name__}: {exc}"))
             return
@@ -222,10 +248,7 @@ class AssistantApp(App):
         if isinstance(event, ev.TurnStarted):
             self._turn_id = event.turn_id
         elif isinstance(event, ev.TextDelta):
-            if self._reply is None:
-                self._reply = await transcript.add_reply(self._turn_id)
-                self._turn_replies.append(self._reply)
-            await self._reply.append(event.text)
+            await self._show_text(event.text)
         elif isinstance(event, ev.ToolCallStarted):
             await self._close_segment()
             await transcript.add_tool(event.call_id, event.name, event.arguments)
@@ -248,6 +271,18 @@ class AssistantApp(App):
             await self._finish_turn(event)
         elif isinstance(event, IndexProgress):
             self._index_progress(event)
+
+    @on(TextArrived)
+    async def handle_text(self, message: TextArrived) -> None:
+        await self._show_text(self._take_text(message.segment))
+
+    async def _show_text(self, text: str) -> None:
+        if not text:
+            return
+        if self._reply is None:
+            self._reply = await self.chat.transcript.add_reply(self._turn_id)
+            self._turn_replies.append(self._reply)
+        await self._reply.append(text)
 
     async def _close_segment(self) -> None:
         if self._reply is not None:

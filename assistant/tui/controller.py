@@ -312,11 +312,16 @@ class SessionController:
 
     # ---- the conversation ----------------------------------------------------------------------
 
-    def run_turn(self, text: str, plan: bool = False) -> ev.TurnFinished:
+    def new_turn(self) -> threading.Event:
+        """A fresh cancel event for the next turn, made when the user sends (on the event loop), so an
+        Esc pressed before the worker even starts is not lost."""
+        self.cancel = threading.Event()
+        return self.cancel
+
+    def run_turn(self, text: str, cancel: threading.Event, plan: bool = False) -> ev.TurnFinished:
         """One user message to its end; events go to ``on_event``. Runs in a worker thread."""
-        self.cancel.clear()
         with self._busy:
-            return self.session.run_turn(text, on_event=self.on_event, cancel=self.cancel, plan=plan)
+            return self.session.run_turn(text, on_event=self.on_event, cancel=cancel, plan=plan)
 
     def cancel_turn(self) -> None:
         """Esc: the runtime checks this before every token."""

@@ -20,6 +20,14 @@ class AgentEventPosted(Message):
         self.event = event
 
 
+class TextArrived(Message):
+    """Streamed model text is waiting in the app's buffer (``segment``: which run of text it belongs to)."""
+
+    def __init__(self, segment: int) -> None:
+        super().__init__()
+        self.segment = segment
+
+
 class ApprovalNeeded(Message):
     """The agent waits (blocked in its worker) for the user's decision on ``request``.
 
