@@ -11,6 +11,7 @@ worker through a ``Future`` the approval screen resolves.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import threading
 from concurrent.futures import Future
@@ -23,7 +24,7 @@ from textual.binding import Binding
 
 from assistant.agent import events as ev
 from assistant.tui import commands
-from assistant.tui.controller import IndexProgress, LaunchOptions, SessionController, StartupState
+from assistant.tui.controller import IndexProgress, LaunchOptions, SessionController, StartupState, sandbox_label
 from assistant.tui.history import PromptHistory, default_history_path
 from assistant.tui.messages import (AgentEventPosted, ApprovalNeeded, Note, PromptSubmitted, RateRequested,
                                     SessionReady, StatusChanged, TextArrived, TurnEnded)
@@ -48,6 +49,8 @@ KEYS: list[tuple[str, str]] = [
     ("F1", "help"),
     ("ctrl+q", "quit"),
 ]
+# Agent notices about degraded parts that the start-up notes and the status bar already show.
+SHOWN_AT_START = ("no codebase index", "no sandbox")
 
 
 class AssistantApp(App):
@@ -75,6 +78,8 @@ class AssistantApp(App):
         self._turn_replies: list[AssistantReply] = []
         self._turn_id: str | None = None
         self._pending: list[Future] = []  # approvals a worker waits on
+        self._notices_shown: set[str] = set()
+        self._closing = False
         self._text_lock = threading.Lock()
         self._text_parts: list[tuple[int, str]] = []  # streamed text not shown yet, by segment
         self._segment = 0
@@ -113,6 +118,8 @@ class AssistantApp(App):
 
     def _ask(self, request: ev.ApprovalRequest) -> ev.ApprovalDecision:
         """The agent's approver: blocks the worker until the approval screen answers."""
+        if self._closing:
+            return ev.ApprovalDecision("reject")
         reply: Future = Future()
         self._pending.append(reply)
         self.post_message(ApprovalNeeded(request, reply))
@@ -157,12 +164,11 @@ class AssistantApp(App):
     async def handle_session_ready(self, message: SessionReady) -> None:
         state: StartupState = message.state
         self.state = state
-        self.ready = True
         status = self.chat.status
-        status.model = f"model: {state.model_label}"
+        status.model = state.model_label
         status.device = state.device
         status.index = f"index: {state.index_state}"
-        status.sandbox = f"sandbox: {state.sandbox_backend} · {state.sandbox_isolation}"
+        status.sandbox = sandbox_label(state.sandbox_backend, state.sandbox_isolation)
         transcript = self.chat.transcript
         if state.model_help:
             await transcript.add_notice(state.model_help, "warning", markdown=True)
@@ -171,6 +177,7 @@ class AssistantApp(App):
         if state.history:
             await self._replay(state.history)
             await transcript.add_notice(f"Resumed session {state.session_id}.")
+        self.ready = True  # last: what the user sends comes after the start-up notes
 
     async def _replay(self, messages: list[dict[str, Any]]) -> None:
         """Show a resumed conversation (its replies are not re-rated here: they belong to old turns)."""
@@ -265,6 +272,10 @@ class AssistantApp(App):
             await self._close_segment()
             await transcript.add_notice(f"plan step {event.index}/{event.total} {event.status}: {event.text}")
         elif isinstance(event, ev.Notice):
+            if (event.text in self._notices_shown or event.text.lower().startswith(SHOWN_AT_START)) \
+                    and event.level != "error":
+                return  # the agent repeats these every turn; the start-up notes and the status bar say them
+            self._notices_shown.add(event.text)
             await self._close_segment()
             await transcript.add_notice(event.text, event.level)
         elif isinstance(event, ev.TurnFinished):
@@ -354,7 +365,7 @@ class AssistantApp(App):
         if card is not None:
             card.set_waiting()
         self.bell()
-        self.notify(f"{request.tool}: {request.summary}", title="Approval needed", severity="warning", timeout=8)
+        self.notify(request.summary or request.tool, title="Approval needed", severity="warning", timeout=8)
         self.chat.status.busy = "waiting for your approval"
 
         def answered(decision: ev.ApprovalDecision | None) -> None:
@@ -443,7 +454,7 @@ class AssistantApp(App):
 
         def switch() -> str:
             state = self.controller.switch_model(argument)
-            self.post_message(StatusChanged(model=f"model: {state.model_label}", device=state.device))
+            self.post_message(StatusChanged(model=state.model_label, device=state.device))
             if state.model_help:
                 return state.model_help
             return f"Switched to {state.model_label}; a new conversation starts."
@@ -542,12 +553,13 @@ class AssistantApp(App):
     # ---- shutdown ------------------------------------------------------------------------------
 
     async def on_unmount(self) -> None:
+        self._closing = True
         self.controller.cancel_turn()
         for reply in list(self._pending):  # a worker waiting on an approval: the answer is no
             if not reply.done():
                 reply.set_result(ev.ApprovalDecision("reject"))
         self.workers.cancel_all()
-        self.controller.close()
+        await asyncio.to_thread(self.controller.close)  # waits for a running turn to stop
 
 
 def run_app(args: argparse.Namespace) -> int:

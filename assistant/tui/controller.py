@@ -65,6 +65,13 @@ class StartupState:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (text, level)
 
 
+def sandbox_label(backend: str, isolation: str) -> str:
+    """The status bar's sandbox field: where model-run code executes and how isolated it is."""
+    if backend == "none":
+        return "NO SANDBOX"
+    return f"sandbox: {backend} ({isolation})"
+
+
 def model_label(loaded) -> str:
     """``name · architecture · quantization`` for the status bar."""
     quant = loaded.quantization["mode"] if loaded.quantization else str(loaded.dtype).removeprefix("torch.")
@@ -258,14 +265,13 @@ class SessionController:
             finally:
                 self._report_sandbox()
             info = box.info()
-            self.on_status(sandbox=f"sandbox: {info.backend} · {info.isolation}")
+            self.on_status(sandbox=sandbox_label(info.backend, info.isolation))
             return box
 
         return factory
 
     def _report_sandbox(self) -> None:
-        s = self.state
-        self.on_status(sandbox=f"sandbox: {s.sandbox_backend} · {s.sandbox_isolation}")
+        self.on_status(sandbox=sandbox_label(self.state.sandbox_backend, self.state.sandbox_isolation))
 
     def _open_session(self, state: StartupState, session_id: str | None) -> None:
         from assistant.agent import AgentSession, SessionStore, agent_settings
@@ -437,8 +443,11 @@ class SessionController:
         model = self.loaded.path if self.loaded is not None else None
         return request_retrain(self.project, model, self.session.id if self.session else None, "tui", note)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """End the session: cancel a running turn and wait (up to ``timeout``) for it to stop before
+        closing the databases it writes to; stop the watcher; remove the sandbox."""
         self.cancel.set()
+        idle = self._busy.acquire(timeout=timeout)
         if self.watcher is not None:
             try:
                 self.watcher.stop(timeout=5)
@@ -447,6 +456,9 @@ class SessionController:
             self.watcher = None
         if self.session is not None:
             self.session.close()
+        if not idle:  # a turn is still running: leave its connections to the process exit
+            return
+        self._busy.release()
         for store in (self.store, self.feedback):
             close = getattr(store, "close", None)
             if close is not None:

@@ -37,7 +37,7 @@ def test_a_message_gets_a_streamed_markdown_reply(project, memorised_model):
             status = app.chat.status
             assert "dense" in status.model and "float32" in status.model and "language_model_last.pth" in status.model
             assert status.device == "cpu" and status.speed.endswith("tok/s")
-            assert status.index == "index: none" and status.sandbox == "sandbox: none · none"
+            assert status.index == "index: none" and status.sandbox == "NO SANDBOX"
             assert app.chat.transcript.is_anchored  # the view followed the reply to the bottom
 
     run(scenario())
@@ -59,9 +59,11 @@ def test_escape_cancels_a_long_generation(project, memorised_model):
             assert finished.stop_reason == "cancelled"
             assert finished.tokens < MAX_NEW_TOKENS  # stopped early, not at the length limit
             assert app.chat.status.busy == ""
-            # the app is usable again at once
+            # usable again at once: a new conversation (the memorised model knows only first turns)
+            await send(pilot, "/clear")
+            await wait_for(pilot, lambda: app.controller.session.turns == [], what="the new conversation")
             finished = await turn(pilot, HELLO)
-            assert finished.stop_reason == "answer"
+            assert finished.stop_reason == "answer" and finished.text == HELLO_REPLY
 
     run(scenario())
 
@@ -108,7 +110,7 @@ def test_without_a_model_the_app_opens_and_explains(project):
             notes = [n.text for n in app.chat.transcript.query(NoticeMarkdown)]
             assert any("No model found" in n and "assistant train" in n and "assistant model import" in n
                        and "models/" in n for n in notes)
-            assert app.chat.status.model == "model: no model"
+            assert app.chat.status.model == "no model"
             await send(pilot, "hello?")
             await pilot.pause(0.2)
             assert len(app.chat.transcript.query(NoticeMarkdown)) == len(notes) + 1  # explained again

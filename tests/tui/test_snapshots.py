@@ -16,11 +16,16 @@ from tests.tui.conftest import make_app, send, start, turn, wait_for
 SIZE = (100, 32)
 
 
+async def _started(pilot) -> None:
+    await start(pilot)
+    pilot.app.chat.prompt.cursor_blink = False  # a blinking cursor would make the picture a coin toss
+
+
 def test_main_screen(snap_compare, project, memorised_model):
     app = make_app(project, memorised_model)
 
     async def run_before(pilot):
-        await start(pilot)
+        await _started(pilot)
         await turn(pilot, HELLO)
         app.chat.status.speed = "123.4 tok/s"  # the one machine-dependent figure
         reply = app.chat.transcript.replies()[-1]
@@ -34,7 +39,7 @@ def test_approval(snap_compare, project, memorised_model):
     app = make_app(project, memorised_model)
 
     async def run_before(pilot):
-        await start(pilot)
+        await _started(pilot)
         await send(pilot, RUN)
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ApprovalScreen", what="the approval")
         await pilot.pause(0.2)
@@ -55,7 +60,7 @@ def test_tool_card(snap_compare, project, memorised_model):
     ]
 
     async def run_before(pilot):
-        await start(pilot)
+        await _started(pilot)
         for event in events:  # through the handler every agent event takes
             await app.handle_agent_event(AgentEventPosted(event))
         await pilot.pause(0.2)

@@ -29,7 +29,7 @@ def test_allow_once_runs_the_call_in_docker_and_shows_the_result(docker_project,
         app.notify = lambda message, **kw: (notes.append((kw.get("title"), message)), notify(message, **kw))[1]
         async with app.run_test(size=(120, 40)) as pilot:
             await start(pilot)
-            assert app.chat.status.sandbox == "sandbox: docker · container"
+            assert app.chat.status.sandbox == "sandbox: docker (container)"
             await send(pilot, RUN)
             screen = await _approval(pilot)
             assert screen.request.tool == "execute_python" and screen.request.arguments == {"code": RUN_CODE}
@@ -43,7 +43,7 @@ def test_allow_once_runs_the_call_in_docker_and_shows_the_result(docker_project,
             assert card.border_title == "✓ execute_python" and "ok ·" in card.border_subtitle
             assert app.turns_finished[-1].stop_reason == "answer"
             assert app.turns_finished[-1].text == RUN_ANSWER
-            assert app.chat.status.sandbox == "sandbox: docker · container"
+            assert app.chat.status.sandbox == "sandbox: docker (container)"
 
     run(scenario())
     assert "execute_python" not in load_settings(docker_project)["approvals"]  # once: no rule saved

@@ -71,9 +71,9 @@ class ApprovalScreen(ModalScreen[ApprovalDecision]):
                     for renderable in format_arguments(r.tool, r.arguments):
                         yield Static(renderable, classes="approval-args")
             with Horizontal(id="approval-buttons"):
-                yield Button("Allow once [y]", id="once", variant="success")
-                yield Button("Allow always [a]", id="always", variant="primary")
-                yield Button("Reject [n]", id="reject", variant="error")
+                yield Button("Allow once · y", id="once", variant="success")
+                yield Button("Allow always · a", id="always", variant="primary")
+                yield Button("Reject · n", id="reject", variant="error")
             yield Input(placeholder="Reject: tell the model what to do instead (optional), Enter to send",
                         id="instruction")
 

@@ -8,11 +8,10 @@ buttons.
 
 from __future__ import annotations
 
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Label, Markdown
+from textual.widgets import Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from assistant.tui.messages import RateRequested
@@ -47,15 +46,20 @@ class AssistantReply(Vertical, can_focus=True):
         color: $text-muted;
     }
     AssistantReply .thumb {
-        min-width: 5;
-        width: 5;
+        width: auto;
         height: 1;
-        border: none;
+        padding: 0 1;
         margin: 0 0 0 1;
         background: $panel;
+        color: $text-muted;
+    }
+    AssistantReply .thumb:hover {
+        background: $panel-lighten-2;
+        color: $text;
     }
     AssistantReply .thumb.-chosen {
         background: $accent;
+        color: $text;
     }
     """
 
@@ -75,12 +79,8 @@ class AssistantReply(Vertical, can_focus=True):
         yield Markdown(self.text)
         with Horizontal(classes="reply-footer"):
             yield Label("", classes="reply-stats")
-            yield Button("+1", id="thumb-up", classes="thumb", tooltip="good reply (+)")
-            yield Button("-1", id="thumb-down", classes="thumb", tooltip="bad reply (-)")
-
-    def on_mount(self) -> None:
-        for button in self.query(Button):
-            button.can_focus = False  # Tab moves between replies; the buttons are for the mouse
+            yield ThumbButton("▲ +1", 1, id="thumb-up", classes="thumb")
+            yield ThumbButton("▼ -1", -1, id="thumb-down", classes="thumb")
 
     @property
     def markdown(self) -> Markdown:
@@ -119,7 +119,18 @@ class AssistantReply(Vertical, can_focus=True):
             return
         self.post_message(RateRequested(self.turn_id, value))
 
-    @on(Button.Pressed, ".thumb")
-    def _thumb(self, event: Button.Pressed) -> None:
+
+
+class ThumbButton(Static):
+    """A one-line clickable rating (the reply's ``+``/``-`` keys do the same); never takes focus."""
+
+    def __init__(self, label: str, value: int, **kwargs) -> None:
+        super().__init__(label, markup=False, **kwargs)
+        self.value = value
+        self.tooltip = "good reply (+)" if value > 0 else "bad reply (-)"
+
+    def on_click(self, event) -> None:
         event.stop()
-        self.action_rate(1 if event.button.id == "thumb-up" else -1)
+        reply = next((node for node in self.ancestors if isinstance(node, AssistantReply)), None)
+        if reply is not None:
+            reply.action_rate(self.value)

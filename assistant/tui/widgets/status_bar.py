@@ -26,7 +26,7 @@ class StatusBar(Widget):
     sandbox: reactive[str] = reactive("sandbox: …")
     busy: reactive[str] = reactive("")
 
-    WARN_MARKERS = ("none", "no model", "NO SANDBOX", "unavailable", "error", "stale")
+    WARN_MARKERS = ("none", "no model", "NO SANDBOX", "unavailable", "error", "stale", "missing")
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
