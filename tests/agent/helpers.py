@@ -37,6 +37,12 @@ class ScriptedModel:
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text)) if text else 0
 
+    def render_count(self, messages, tools) -> int:
+        """Exactly what the runtime feeds the model (as ``RuntimeModel.render_count``)."""
+        from trainer.data.chat_format import render
+
+        return len(render(messages, self.tokenizer, tools=tools, add_generation_prompt=True))
+
     def generate(self, messages, tools, on_text, cancel: threading.Event, **sampling) -> Generated:
         self.prompts.append((json.loads(json.dumps(messages)), list(tools)))
         if not self.replies:
