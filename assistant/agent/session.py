@@ -99,7 +99,7 @@ class AgentSession:
 
     def __init__(self, project: Path, *, model: Any, sandbox_factory: Callable[[], Any] | None, index: Any,
                  settings: AgentSettings | None = None, approver: Approver | None = None, store: Any = None,
-                 feedback: Any = None, session_id: str | None = None, extra_tools: Any = None) -> None:
+                 feedback: Any = None, session_id: str | None = None) -> None:
         from sandbox.tools import ToolContext
 
         self.project = Path(project).resolve()
@@ -112,6 +112,12 @@ class AgentSession:
         self.feedback = feedback
         self.index = index
         self.sandbox_factory = sandbox_factory
+        self.agent_tools = {}
+        if index is not None:
+            from assistant.agent.tools import search_codebase_tool
+
+            tool = search_codebase_tool(index)
+            self.agent_tools[tool.name] = tool
         self.memory = Memory(self.project)
         self.shadow = ShadowGit(self.project)
         self.ctx = ToolContext(project=self.project, sandbox_factory=sandbox_factory, approve=self._approve_write)
@@ -141,13 +147,16 @@ class AgentSession:
         """Every message of the conversation so far (resumed turns included)."""
         return [m for t in self.turns for m in t.messages]
 
-    def policy(self, tool: str) -> str:
-        """allow | ask | deny for ``tool`` (settings first, then its kind's default)."""
+    def _tool(self, name: str):
         from sandbox.tools import get_tool
 
+        return self.agent_tools.get(name) or get_tool(name)
+
+    def policy(self, tool: str) -> str:
+        """allow | ask | deny for ``tool`` (settings first, then its kind's default)."""
         if tool in self.settings.policies:
             return self.settings.policies[tool]
-        spec = get_tool(tool)
+        spec = self._tool(tool)
         return default_policy(spec.kind.value if spec else "execute")
 
     def allowed_tools(self, plan: bool = False) -> list[dict[str, Any]]:
@@ -155,7 +164,7 @@ class AgentSession:
         from sandbox.tools import TOOLS
 
         out = []
-        for tool in TOOLS.values():
+        for tool in [*TOOLS.values(), *self.agent_tools.values()]:
             if self.policy(tool.name) == "deny":
                 continue
             if tool.kind.value == "execute" and self.sandbox_factory is None:
@@ -164,6 +173,13 @@ class AgentSession:
                 continue
             out.append(tool.schema())
         return out
+
+    def new_conversation(self) -> str:
+        """Start over (``/clear``): an empty conversation under a new session id; returns the id."""
+        with self._lock:
+            self.turns = []
+            self.id = self.store.create(self.project, self.model_id) if self.store is not None else uuid.uuid4().hex[:12]
+            return self.id
 
     def remember(self, fact: str) -> list[str]:
         """Add a fact the user confirmed to the project's episodic memory."""
@@ -336,13 +352,13 @@ class AgentSession:
 
     def _call(self, turn: _Turn, call, messages: list[dict[str, Any]], emit) -> bool:
         """Approve and run one tool call; append the call and its result to ``messages``. Returns ok."""
-        from sandbox.tools import call_tool, get_tool
+        from sandbox.tools import call_tool
 
         call_id = uuid.uuid4().hex[:8]
         messages.append(call.to_message())
         emit(ev.ToolCallStarted(call_id, call.name, dict(call.arguments)))
         started = time.monotonic()
-        kind = get_tool(call.name).kind.value
+        kind = self._tool(call.name).kind.value
         policy = self.policy(call.name)
         decision: ev.ApprovalDecision | None = None
         if kind != "write" and policy == "ask":
@@ -352,7 +368,10 @@ class AgentSession:
         self._pending_write = {"call_id": call_id, "name": call.name, "arguments": dict(call.arguments),
                                "policy": policy, "decision": None}
         try:
-            result = call_tool(call.name, call.arguments, self.ctx)
+            if call.name in self.agent_tools:
+                result = self.agent_tools[call.name].run(dict(call.arguments), self.ctx)
+            else:
+                result = call_tool(call.name, call.arguments, self.ctx)
         finally:
             pending, self._pending_write = self._pending_write, None
         if pending["decision"] is not None and pending["decision"].choice == "reject":

@@ -140,6 +140,14 @@ def test_max_steps_ends_the_turn(project, tokenizer):
     assert finished.steps == 2 and len(model.prompts) == 2
 
 
+def test_max_time_ends_the_turn(project, tokenizer):
+    model = ScriptedModel(tokenizer, [call("list_files", path="."), "never reached"], delay_s=0.02)
+    session, _ = session_for(project, tokenizer, [], model=model, settings=AgentSettings(max_seconds=0.05))
+    finished = session.run_turn("look", on_event=Recorder())
+    assert finished.stop_reason == "max_time" and "0.05 s" in finished.text
+    assert len(model.prompts) == 1
+
+
 def test_cancel_during_generation_ends_the_turn(project, tokenizer):
     cancel = threading.Event()
     model = ScriptedModel(tokenizer, ["word " * 200], delay_s=0.001)
