@@ -329,6 +329,15 @@ class AgentSession:
             if isinstance(reply, FinalAnswer):
                 messages.append({"role": "assistant", "content": reply.content})
                 return reply.content
+            unavailable = self._unavailable(reply, plan)
+            if unavailable is not None:  # a real tool the user denied (or plan mode / no sandbox hides)
+                name, arguments, why = unavailable
+                signature = (name, json.dumps(arguments, sort_keys=True))
+                self._refuse(turn, name, arguments, why, messages, emit)
+                if signature == last_failure:
+                    raise _Stop("repeated_failure", f"Stopped: the model called {name} twice, which is not available: {why}.")
+                last_failure = signature
+                continue
             if isinstance(reply, ToolCallError):
                 messages.append({"role": "assistant", "content": generated.text, "train": False})
                 if retried:
@@ -349,6 +358,44 @@ class AgentSession:
             else:
                 last_failure = None
         raise _Stop("max_steps", f"Stopped after {self.settings.max_steps} steps without a final answer.")
+
+    def _unavailable(self, reply, plan: bool) -> tuple[str, dict, str] | None:
+        """(name, arguments, why) when ``reply`` calls a known tool this turn does not offer."""
+        from trainer.data.chat_format import ToolCallError
+
+        if not isinstance(reply, ToolCallError) or reply.kind != "unknown_tool":
+            return None
+        try:
+            call = json.loads(reply.raw)
+        except ValueError:
+            return None
+        name = call.get("name") if isinstance(call, dict) else None
+        tool = self._tool(name) if isinstance(name, str) else None
+        if tool is None:
+            return None
+        arguments = call.get("arguments") if isinstance(call.get("arguments"), dict) else {}
+        if self.policy(name) == "deny":
+            why = f"{name} is denied by the project's settings ([approvals] {name} = \"deny\")"
+        elif plan and tool.kind.value != "read":
+            why = f"{name} changes things, and plan mode allows read-only tools until the plan is approved"
+        elif tool.kind.value == "execute" and self.sandbox_factory is None:
+            why = f"{name} needs the sandbox, and there is none in this session"
+        else:
+            return None
+        return name, arguments, why
+
+    def _refuse(self, turn: _Turn, name: str, arguments: dict, why: str, messages: list[dict[str, Any]], emit) -> None:
+        """Show a denied call as such and tell the model it cannot use that tool."""
+        call_id = uuid.uuid4().hex[:8]
+        messages.append({"role": "assistant", "content": "", "tool_call": {"name": name, "arguments": arguments},
+                         "train": False})
+        output = json.dumps({"tool": name, "ok": False, "error": f"not available: {why}",
+                             "hint": "use one of the listed tools or answer without it"}, ensure_ascii=False)
+        messages.append({"role": "tool", "content": output})
+        emit(ev.ToolCallStarted(call_id, name, dict(arguments)))
+        turn.record["tool_calls"].append({"call_id": call_id, "name": name, "arguments": arguments, "ok": False,
+                                          "status": "denied", "output": output, "truncated": False, "error": why})
+        emit(ev.ToolCallFinished(call_id, name, False, output, False, 0.0, "denied"))
 
     def _call(self, turn: _Turn, call, messages: list[dict[str, Any]], emit) -> bool:
         """Approve and run one tool call; append the call and its result to ``messages``. Returns ok."""

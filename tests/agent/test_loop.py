@@ -94,10 +94,20 @@ def test_deny_hides_the_tool_from_the_model(project, tokenizer, docker_factory):
     assert "execute_bash" not in names and "execute_python" in names
     system = model.prompts[0][0][0]["content"]
     assert "execute_bash" not in system
-    # a call to the hidden tool is an unknown tool for the parser: fed back as an error, never run
-    assert not rec.of(ev.ToolCallStarted)
-    assert "unknown tool 'execute_bash'" in model.prompts[1][0][-1]["content"]
+    # a call to the hidden tool never runs: shown as denied, and the model is told why
+    assert [(e.name, e.status) for e in rec.of(ev.ToolCallFinished)] == [("execute_bash", "denied")]
+    assert "denied by the project's settings" in model.prompts[1][0][-1]["content"]
     assert finished.stop_reason == "answer"
+
+
+def test_plan_mode_refuses_a_write_before_the_plan_is_approved(project, tokenizer):
+    script = [call("write_file", path="calc.py", content="x = 1\n"), call("write_file", path="calc.py", content="x = 1\n")]
+    session, _ = session_for(project, tokenizer, script, approver=Approver(default="once"))
+    rec = Recorder()
+    finished = session.run_turn("change it", on_event=rec, plan=True)
+    assert [e.status for e in rec.of(ev.ToolCallFinished)] == ["denied", "denied"]
+    assert finished.stop_reason == "repeated_failure" and "plan mode" in finished.text
+    assert "def add" in (project / "calc.py").read_text()
 
 
 def test_malformed_call_is_fed_back_once_and_the_retry_runs(project, tokenizer):
@@ -309,3 +319,37 @@ def test_long_tool_results_are_truncated_to_the_budget(project, tokenizer):
     assert done.truncated and "chars truncated" in done.output
     assert model.count(done.output) <= 120
     assert json.loads(done.output)["ok"] is True  # still valid JSON for the model
+
+
+def test_sessions_command_lists_shows_and_deletes(project, tokenizer, capsys):
+    from assistant.cli import main
+
+    session, _ = session_for(project, tokenizer, [call("read_file", path="calc.py"), "calc.py has add."],
+                             store=SessionStore())
+    session.run_turn("explain calc.py", on_event=Recorder())
+    assert main(["sessions", "--project", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert session.id in out and "explain calc.py" in out and "1 turns" in out
+    assert main(["sessions", "show", session.id]) == 0
+    out = capsys.readouterr().out
+    assert "user: explain calc.py" in out and 'read_file {"path": "calc.py"}' in out and "calc.py has add." in out
+    assert main(["sessions", "show", "nope"]) == 1
+    assert "no session 'nope'" in capsys.readouterr().err
+    assert main(["sessions", "delete", session.id]) == 0
+    assert main(["sessions", "--project", str(project)]) == 0
+    assert "no sessions" in capsys.readouterr().out
+
+
+def test_terminal_approver_reads_the_answer_from_stdin(monkeypatch, capsys):
+    import io
+
+    from assistant.commands.agent import TerminalApprover
+
+    request = ev.ApprovalRequest("c1", "write_file", {"path": "a.py"}, "create a.py (1 lines changed)", "+++ b/a.py\n+x\n")
+    answers = {"\n": ("once", None), "a\n": ("always", None), "r\nuse b.py\n": ("reject", "use b.py"),
+               "r\n\n": ("reject", None), "": ("reject", None)}
+    for typed, expected in answers.items():
+        monkeypatch.setattr("sys.stdin", io.StringIO(typed))
+        decision = TerminalApprover()(request)
+        assert (decision.choice, decision.instruction) == expected, typed
+    assert "+++ b/a.py" in capsys.readouterr().err  # the diff is shown before the question

@@ -32,7 +32,11 @@ def test_headless_agent_runs_a_multi_step_objective_in_the_sandbox(trained_agent
     assert last["text"] == trained_agent.answer and last["steps"] == 3
     # the run is a stored session that 'assistant sessions' lists and '--resume' can continue
     sessions = SessionStore().list(trained_agent.project)
-    assert sessions and sessions[0].title == trained_agent.objective
+    assert len(sessions) == 1 and sessions[0].title == trained_agent.objective and sessions[0].turns == 1
+    code = main(["agent", "and again", "--resume", "--project", str(trained_agent.project), "--model",
+                 str(trained_agent.checkpoint), "--yes", "--json", "--temperature", "0", "--max-steps", "1"])
+    assert _events(capsys.readouterr().out)[-1]["event"] == "TurnFinished"
+    assert [(s.id, s.turns) for s in SessionStore().list(trained_agent.project)] == [(sessions[0].id, 2)]
 
 
 def test_headless_agent_without_approval_rejects_execution(trained_agent, capsys):
