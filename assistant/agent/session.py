@@ -112,13 +112,12 @@ class AgentSession:
         self.feedback = feedback
         self.index = index
         self.sandbox_factory = sandbox_factory
-        self.agent_tools = {}
-        if index is not None:
-            from assistant.agent.tools import search_codebase_tool
-
-            tool = search_codebase_tool(index)
-            self.agent_tools[tool.name] = tool
         self.memory = Memory(self.project)
+        from assistant.agent.tools import remember_tool, search_codebase_tool
+
+        self.agent_tools = {"remember": remember_tool(self.memory)}
+        if index is not None:
+            self.agent_tools["search_codebase"] = search_codebase_tool(index)
         self.shadow = ShadowGit(self.project)
         self.ctx = ToolContext(project=self.project, sandbox_factory=sandbox_factory, approve=self._approve_write)
         self.turns: list[_Turn] = []
@@ -408,7 +407,7 @@ class AgentSession:
         kind = self._tool(call.name).kind.value
         policy = self.policy(call.name)
         decision: ev.ApprovalDecision | None = None
-        if kind != "write" and policy == "ask":
+        if policy == "ask" and (kind != "write" or call.name in self.agent_tools):  # sandbox writes ask with their diff
             decision = self._ask(ev.ApprovalRequest(call_id, call.name, dict(call.arguments), _summary(call.name, call.arguments)), emit)
             if decision.choice == "reject":
                 return self._rejected(turn, call, call_id, decision, messages, emit, started)
@@ -559,7 +558,7 @@ class AgentSession:
 
 def _summary(name: str, arguments: dict[str, Any]) -> str:
     """One line for the approval prompt."""
-    for key in ("command", "code", "path", "pattern", "query", "target"):
+    for key in ("command", "code", "path", "pattern", "query", "target", "fact"):
         if isinstance(arguments.get(key), str):
             value = " ".join(arguments[key].split())
             return f"{name}: {value[:100]}{'…' if len(value) > 100 else ''}"

@@ -286,7 +286,7 @@ def test_sessions_are_stored_and_resumed(project, tokenizer, tmp_path):
 def test_context_fits_the_budget_and_compacts_older_turns(project, tokenizer):
     (project / "AGENTS.md").write_text("Always run the tests with pytest -q.\n")
     denied = {name: "deny" for name in ("analyze_code", "debug_code", "search_docs", "apply_patch", "write_file",
-                                        "search_code", "run_tests")}
+                                        "search_code", "run_tests", "remember")}
     settings = AgentSettings(context_tokens=1300, max_new_tokens=64, policies=denied)
     replies = [call("read_file", path="calc.py"), "calc.py has add and mean. Next: add tests for mean.",
                "Second answer " + "padding " * 150, "Third answer."]
@@ -353,3 +353,32 @@ def test_terminal_approver_reads_the_answer_from_stdin(monkeypatch, capsys):
         decision = TerminalApprover()(request)
         assert (decision.choice, decision.instruction) == expected, typed
     assert "+++ b/a.py" in capsys.readouterr().err  # the diff is shown before the question
+
+
+def test_the_prompt_size_used_for_the_budget_is_exact(project, tokenizer):
+    from assistant.agent.context import ContextBuilder
+    from trainer.data.chat_format import render
+
+    model = ScriptedModel(tokenizer, [])
+    builder = ContextBuilder(project, AgentSettings(), model.count, 4096, None, model.render_count)
+    builder.begin_turn("calc", ["a fact"])
+    older = [[{"role": "user", "content": "héllo <|end|> there"},
+              {"role": "assistant", "content": "", "tool_call": {"name": "read_file", "arguments": {"path": "calc.py"}}},
+              {"role": "tool", "content": '{"ok": true}'}, {"role": "assistant", "content": "done"}]]
+    session = AgentSession(project, model=model, sandbox_factory=None, index=None)
+    tools = session.allowed_tools()
+    assembled = builder.assemble(older, [{"role": "user", "content": "next"}], tools)
+    assert assembled.tokens == len(render(assembled.messages, tokenizer, tools=tools, add_generation_prompt=True))
+
+
+def test_the_model_proposes_a_memory_and_only_a_confirmed_fact_is_kept(project, tokenizer):
+    approver = Approver("once", "reject")
+    script = [call("remember", fact="Run the tests with pytest -q"), "Noted.",
+              call("remember", fact="The user likes tabs"), "ok"]
+    session, model = session_for(project, tokenizer, script, approver=approver)
+    session.run_turn("remember how to run tests", on_event=Recorder())
+    assert approver.requests[0].tool == "remember" and "Run the tests with pytest -q" in approver.requests[0].summary
+    session.run_turn("and remember this", on_event=Recorder())
+    assert session.memory.facts() == ["Run the tests with pytest -q"]
+    assert "- Run the tests with pytest -q" in (project / ".assistant" / "memory.md").read_text()
+    assert "Run the tests with pytest -q" in model.prompts[-1][0][0]["content"]  # injected into the next prompt

@@ -19,7 +19,7 @@ OBJECTIVE = "Use calc.add to add 2 and 3 in the sandbox."
 CODE = "exec(open('calc.py').read())\nprint(add(2, 3))"
 ANSWER = "add(2, 3) returns 5. I read calc.py and ran it in the sandbox."
 DENIED = ("analyze_code", "debug_code", "search_docs", "apply_patch", "write_file", "search_code", "run_tests",
-          "list_files", "execute_bash")
+          "list_files", "execute_bash", "remember")
 
 
 @dataclass
