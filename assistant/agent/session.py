@@ -18,6 +18,7 @@ Plain Python: nothing here imports Textual.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -197,6 +198,7 @@ class AgentSession:
             self.turns.append(turn)
             self._current = turn
             self._emit = emit
+            self._persist(turn)
             emit(ev.TurnStarted(turn.id, text, plan))
             stats = {"tokens": 0, "tokens_per_s": 0.0, "steps": 0}
             try:
@@ -433,6 +435,7 @@ class AgentSession:
         if not result.ok:
             entry["error"] = result.error
         turn.record["tool_calls"].append(entry)
+        self._persist(turn)  # a crash mid-turn keeps what already ran
         emit(ev.ToolCallFinished(call_id, call.name, result.ok, output, truncated, duration, status))
         if not result.ok:
             self._signal("failed_tool", turn, reason=f"{call.name}: {result.error}")
@@ -540,7 +543,10 @@ class AgentSession:
         from assistant.agent.store import StoredTurn
 
         title = turn.messages[0]["content"] if turn.seq == 0 else None
-        self.store.save_turn(self.id, StoredTurn(turn.id, turn.seq, turn.messages, turn.record, turn.stop_reason), title)
+        try:
+            self.store.save_turn(self.id, StoredTurn(turn.id, turn.seq, turn.messages, turn.record, turn.stop_reason), title)
+        except sqlite3.Error as exc:  # a full disk or a locked file must not end the turn
+            self._emit(ev.Notice(f"the session could not be saved: {exc}", "warning"))
 
     def _signal(self, kind: str, turn: _Turn, value: int = -1, reason: str | None = None) -> int | None:
         """Record feedback (explicit rating or implicit signal) with the turn's full context."""
