@@ -382,3 +382,30 @@ def test_the_model_proposes_a_memory_and_only_a_confirmed_fact_is_kept(project, 
     assert session.memory.facts() == ["Run the tests with pytest -q"]
     assert "- Run the tests with pytest -q" in (project / ".assistant" / "memory.md").read_text()
     assert "Run the tests with pytest -q" in model.prompts[-1][0][0]["content"]  # injected into the next prompt
+
+
+def test_a_session_killed_mid_turn_keeps_what_already_ran(project, tokenizer, tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    from tests.agent.helpers import run_until_killed
+
+    tokenizer_path = tmp_path / "tokenizer.json"
+    tokenizer_path.write_text(tokenizer.to_str())
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=run_until_killed, args=(str(project), str(tmp_path / "s.db"), str(tokenizer_path), ready))
+    child.start()
+    assert ready.wait(120)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    store = SessionStore(tmp_path / "s.db")
+    (info,) = store.list(project)
+    (turn,) = store.turns(info.id)
+    assert turn.messages[0] == {"role": "user", "content": "read calc.py then think forever"}
+    assert turn.messages[1]["tool_call"]["name"] == "read_file" and "def add" in turn.messages[2]["content"]
+    assert turn.stop_reason is None  # unfinished; resuming continues from here
+    resumed = AgentSession(project, model=ScriptedModel(tokenizer, ["ok"]), sandbox_factory=None, index=None,
+                           store=store, session_id=info.id)
+    assert resumed.run_turn("go on", on_event=Recorder()).stop_reason == "answer"
