@@ -236,17 +236,25 @@ class AgentSession:
             return finished
 
     def undo_last_turn(self, force: bool = False) -> list[str]:
-        """Restore the files the newest not-yet-undone turn changed; returns their paths."""
-        for turn in reversed(self.turns):
-            record = turn.record
-            if record.get("shadow_before") and record.get("changed_files") and not record.get("undone"):
-                restored = self.shadow.restore(record["shadow_before"], record["shadow_after"], force=force)
-                record["undone"] = True
-                if self.store is not None:
-                    self.store.update_record(turn.id, record)
-                self._signal("undone_turn", turn, reason=f"undid changes to {', '.join(restored)}")
-                return restored
-        raise AgentError("nothing to undo", "no turn of this session changed files")
+        """Restore the files the newest not-yet-undone turn changed; returns their paths.
+
+        The model is told in the conversation which files were put back. Refused while a turn runs."""
+        if not self._lock.acquire(blocking=False):
+            raise AgentError("a turn is running", "wait for it to finish or cancel it, then undo")
+        try:
+            for turn in reversed(self.turns):
+                record = turn.record
+                if record.get("shadow_before") and record.get("changed_files") and not record.get("undone"):
+                    restored = self.shadow.restore(record["shadow_before"], record["shadow_after"], force=force)
+                    record["undone"] = True
+                    turn.messages.append({"role": "user", "content": "(The user undid this turn: the changes to "
+                                          f"{', '.join(restored)} were reverted.)"})
+                    self._persist(turn)
+                    self._signal("undone_turn", turn, reason=f"undid changes to {', '.join(restored)}")
+                    return restored
+            raise AgentError("nothing to undo", "no turn of this session changed files")
+        finally:
+            self._lock.release()
 
     def rate(self, turn_id: str, value: int, reason: str | None = None) -> int | None:
         """Thumbs up (+1) or down (-1) on a turn, with its full context; returns the feedback id."""
@@ -424,7 +432,7 @@ class AgentSession:
             pending, self._pending_write = self._pending_write, None
         if pending["decision"] is not None and pending["decision"].choice == "reject":
             return self._rejected(turn, call, call_id, pending["decision"], messages, emit, started)
-        if not result.ok and "sandbox" in (result.error or "").lower() and "engine" in (result.error or "").lower():
+        if not result.ok and kind == "execute" and self.ctx.sandbox is None:  # it could not even start
             emit(ev.Notice(f"sandbox unavailable: {result.error}", "error"))
         output, truncated = truncate_result(result.to_dict(), self.settings.tool_result_tokens, self.model.count)
         messages.append({"role": "tool", "content": output})

@@ -210,6 +210,7 @@ def test_write_asks_with_the_diff_and_undo_restores_the_file(project, tokenizer)
     assert (project / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"  # the user's .git untouched
     assert not (project / ".git" / "objects").exists()
     assert (project / ".assistant" / "shadow.git" / "HEAD").exists()
+    assert "undid this turn" in session.history[-1]["content"]  # the model will know
     import pytest
 
     from assistant.agent import AgentError
@@ -409,3 +410,18 @@ def test_a_session_killed_mid_turn_keeps_what_already_ran(project, tokenizer, tm
     resumed = AgentSession(project, model=ScriptedModel(tokenizer, ["ok"]), sandbox_factory=None, index=None,
                            store=store, session_id=info.id)
     assert resumed.run_turn("go on", on_event=Recorder()).stop_reason == "answer"
+
+
+def test_a_sandbox_that_cannot_start_degrades_visibly(project, tokenizer):
+    from sandbox.factory import open_sandbox
+    from sandbox.limits import SandboxSettings
+
+    broken = SandboxSettings(backend="docker", docker_host="unix:///nonexistent/docker.sock")
+    script = [call("execute_python", code="print(1)"), "The sandbox is down."]
+    session, model = session_for(project, tokenizer, script, factory=lambda: open_sandbox(broken, project),
+                                 approver=Approver("once"))
+    rec = Recorder()
+    finished = session.run_turn("run it", on_event=rec)
+    assert finished.stop_reason == "answer"
+    assert any(n.level == "error" and n.text.startswith("sandbox unavailable") for n in rec.of(ev.Notice))
+    assert rec.of(ev.ToolCallFinished)[0].status == "error"
