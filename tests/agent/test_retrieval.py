@@ -7,11 +7,11 @@ from assistant.agent import events as ev
 from tests.agent.helpers import Recorder, ScriptedModel, call
 
 
-def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, tmp_path):
+def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, embedder_cache):
     from index import IndexSettings, open_index
 
     (project / "stats.py").write_text("def median(values):\n    ordered = sorted(values)\n    return ordered[len(ordered) // 2]\n")
-    index = open_index(project, IndexSettings(cache_dir=str(tmp_path / "embedders")))
+    index = open_index(project, IndexSettings(cache_dir=str(embedder_cache)))
     index.update()
     model = ScriptedModel(tokenizer, ["It is in stats.py.", "Hello!",
                                       call("search_codebase", query="sorted median of values", k=3), "stats.py:1-3"])
