@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from assistant.agent import AgentSession, AgentSettings, SessionStore
 from assistant.agent import events as ev
 from assistant.settings import load_settings, project_settings_path
@@ -19,6 +21,7 @@ def session_for(project, tokenizer, replies, *, factory=None, approver=None, set
     return session, model
 
 
+@pytest.mark.docker
 def test_allow_once_runs_the_call_in_the_sandbox_and_feeds_the_result_back(project, tokenizer, docker_factory):
     approver = Approver("once")
     session, model = session_for(project, tokenizer, [call("execute_python", "Let me compute it.", code="print(6 * 7)"),
@@ -39,6 +42,7 @@ def test_allow_once_runs_the_call_in_the_sandbox_and_feeds_the_result_back(proje
     assert not project_settings_path(project).exists()  # "once" persists nothing
 
 
+@pytest.mark.docker
 def test_allow_always_persists_a_rule_and_stops_asking(project, tokenizer, docker_factory):
     approver = Approver("always")
     script = [call("execute_python", code="print(1)"), call("execute_python", code="print(2)"), "printed 1 and 2"]
@@ -57,6 +61,7 @@ def test_allow_always_persists_a_rule_and_stops_asking(project, tokenizer, docke
     assert agent_settings(load_settings(project)).policies["execute_python"] == "allow"
 
 
+@pytest.mark.docker
 def test_reject_stops_the_turn_and_nothing_runs(project, tokenizer, docker_factory):
     approver = Approver("reject")
     session, model = session_for(project, tokenizer, [call("execute_python", code="print('side effect')"), "unused"],
@@ -70,6 +75,7 @@ def test_reject_stops_the_turn_and_nothing_runs(project, tokenizer, docker_facto
     assert len(model.prompts) == 1
 
 
+@pytest.mark.docker
 def test_reject_with_an_instruction_goes_back_to_the_model(project, tokenizer, docker_factory):
     approver = Approver(ev.ApprovalDecision("reject", "use print(2 ** 5) instead"), "once")
     script = [call("execute_python", code="print(2 ** 50)"), call("execute_python", code="print(2 ** 5)"), "32"]
@@ -82,6 +88,7 @@ def test_reject_with_an_instruction_goes_back_to_the_model(project, tokenizer, d
     assert "use print(2 ** 5) instead" in model.prompts[1][0][-1]["content"]
 
 
+@pytest.mark.docker
 def test_deny_hides_the_tool_from_the_model(project, tokenizer, docker_factory):
     settings = AgentSettings(max_steps=4, policies={"execute_bash": "deny"})
     script = [call("execute_bash", command="rm -rf /"), "I cannot use bash here."]
@@ -211,7 +218,6 @@ def test_write_asks_with_the_diff_and_undo_restores_the_file(project, tokenizer)
     assert not (project / ".git" / "objects").exists()
     assert (project / ".assistant" / "shadow.git" / "HEAD").exists()
     assert "undid this turn" in session.history[-1]["content"]  # the model will know
-    import pytest
 
     from assistant.agent import AgentError
 
@@ -224,8 +230,6 @@ def test_undo_refuses_a_file_the_user_edited_since(project, tokenizer):
     session, _ = session_for(project, tokenizer, script, approver=Approver("once"))
     session.run_turn("rewrite", on_event=Recorder())
     (project / "calc.py").write_text("x = 2  # the user's own edit\n")
-    import pytest
-
     from assistant.agent import AgentError
 
     with pytest.raises(AgentError, match="changed since"):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from assistant.agent import AgentSession, AgentSettings
 from assistant.agent import events as ev
 from tests.agent.helpers import Recorder, ScriptedModel, call
 
 
+@pytest.mark.slow
 def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, embedder_cache):
     from index import IndexSettings, open_index
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from assistant.agent import AgentSession, SessionStore, agent_settings
 from assistant.agent import events as ev
 from assistant.cli import main
 from assistant.settings import load_settings
 from feedback import FeedbackStore
 from tests.agent.helpers import Approver, Recorder
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def _events(out: str) -> list[dict]:
