@@ -18,6 +18,7 @@ Plain Python: nothing here imports Textual.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -99,7 +100,7 @@ class AgentSession:
 
     def __init__(self, project: Path, *, model: Any, sandbox_factory: Callable[[], Any] | None, index: Any,
                  settings: AgentSettings | None = None, approver: Approver | None = None, store: Any = None,
-                 feedback: Any = None, session_id: str | None = None, extra_tools: Any = None) -> None:
+                 feedback: Any = None, session_id: str | None = None) -> None:
         from sandbox.tools import ToolContext
 
         self.project = Path(project).resolve()
@@ -113,6 +114,11 @@ class AgentSession:
         self.index = index
         self.sandbox_factory = sandbox_factory
         self.memory = Memory(self.project)
+        from assistant.agent.tools import remember_tool, search_codebase_tool
+
+        self.agent_tools = {"remember": remember_tool(self.memory)}
+        if index is not None:
+            self.agent_tools["search_codebase"] = search_codebase_tool(index)
         self.shadow = ShadowGit(self.project)
         self.ctx = ToolContext(project=self.project, sandbox_factory=sandbox_factory, approve=self._approve_write)
         self.turns: list[_Turn] = []
@@ -141,13 +147,16 @@ class AgentSession:
         """Every message of the conversation so far (resumed turns included)."""
         return [m for t in self.turns for m in t.messages]
 
-    def policy(self, tool: str) -> str:
-        """allow | ask | deny for ``tool`` (settings first, then its kind's default)."""
+    def _tool(self, name: str):
         from sandbox.tools import get_tool
 
+        return self.agent_tools.get(name) or get_tool(name)
+
+    def policy(self, tool: str) -> str:
+        """allow | ask | deny for ``tool`` (settings first, then its kind's default)."""
         if tool in self.settings.policies:
             return self.settings.policies[tool]
-        spec = get_tool(tool)
+        spec = self._tool(tool)
         return default_policy(spec.kind.value if spec else "execute")
 
     def allowed_tools(self, plan: bool = False) -> list[dict[str, Any]]:
@@ -155,7 +164,7 @@ class AgentSession:
         from sandbox.tools import TOOLS
 
         out = []
-        for tool in TOOLS.values():
+        for tool in [*TOOLS.values(), *self.agent_tools.values()]:
             if self.policy(tool.name) == "deny":
                 continue
             if tool.kind.value == "execute" and self.sandbox_factory is None:
@@ -164,6 +173,13 @@ class AgentSession:
                 continue
             out.append(tool.schema())
         return out
+
+    def new_conversation(self) -> str:
+        """Start over (``/clear``): an empty conversation under a new session id; returns the id."""
+        with self._lock:
+            self.turns = []
+            self.id = self.store.create(self.project, self.model_id) if self.store is not None else uuid.uuid4().hex[:12]
+            return self.id
 
     def remember(self, fact: str) -> list[str]:
         """Add a fact the user confirmed to the project's episodic memory."""
@@ -182,6 +198,7 @@ class AgentSession:
             self.turns.append(turn)
             self._current = turn
             self._emit = emit
+            self._persist(turn)
             emit(ev.TurnStarted(turn.id, text, plan))
             stats = {"tokens": 0, "tokens_per_s": 0.0, "steps": 0}
             try:
@@ -219,17 +236,25 @@ class AgentSession:
             return finished
 
     def undo_last_turn(self, force: bool = False) -> list[str]:
-        """Restore the files the newest not-yet-undone turn changed; returns their paths."""
-        for turn in reversed(self.turns):
-            record = turn.record
-            if record.get("shadow_before") and record.get("changed_files") and not record.get("undone"):
-                restored = self.shadow.restore(record["shadow_before"], record["shadow_after"], force=force)
-                record["undone"] = True
-                if self.store is not None:
-                    self.store.update_record(turn.id, record)
-                self._signal("undone_turn", turn, reason=f"undid changes to {', '.join(restored)}")
-                return restored
-        raise AgentError("nothing to undo", "no turn of this session changed files")
+        """Restore the files the newest not-yet-undone turn changed; returns their paths.
+
+        The model is told in the conversation which files were put back. Refused while a turn runs."""
+        if not self._lock.acquire(blocking=False):
+            raise AgentError("a turn is running", "wait for it to finish or cancel it, then undo")
+        try:
+            for turn in reversed(self.turns):
+                record = turn.record
+                if record.get("shadow_before") and record.get("changed_files") and not record.get("undone"):
+                    restored = self.shadow.restore(record["shadow_before"], record["shadow_after"], force=force)
+                    record["undone"] = True
+                    turn.messages.append({"role": "user", "content": "(The user undid this turn: the changes to "
+                                          f"{', '.join(restored)} were reverted.)"})
+                    self._persist(turn)
+                    self._signal("undone_turn", turn, reason=f"undid changes to {', '.join(restored)}")
+                    return restored
+            raise AgentError("nothing to undo", "no turn of this session changed files")
+        finally:
+            self._lock.release()
 
     def rate(self, turn_id: str, value: int, reason: str | None = None) -> int | None:
         """Thumbs up (+1) or down (-1) on a turn, with its full context; returns the feedback id."""
@@ -313,6 +338,15 @@ class AgentSession:
             if isinstance(reply, FinalAnswer):
                 messages.append({"role": "assistant", "content": reply.content})
                 return reply.content
+            unavailable = self._unavailable(reply, plan)
+            if unavailable is not None:  # a real tool the user denied (or plan mode / no sandbox hides)
+                name, arguments, why = unavailable
+                signature = (name, json.dumps(arguments, sort_keys=True))
+                self._refuse(turn, name, arguments, why, messages, emit)
+                if signature == last_failure:
+                    raise _Stop("repeated_failure", f"Stopped: the model called {name} twice, which is not available: {why}.")
+                last_failure = signature
+                continue
             if isinstance(reply, ToolCallError):
                 messages.append({"role": "assistant", "content": generated.text, "train": False})
                 if retried:
@@ -334,30 +368,71 @@ class AgentSession:
                 last_failure = None
         raise _Stop("max_steps", f"Stopped after {self.settings.max_steps} steps without a final answer.")
 
+    def _unavailable(self, reply, plan: bool) -> tuple[str, dict, str] | None:
+        """(name, arguments, why) when ``reply`` calls a known tool this turn does not offer."""
+        from trainer.data.chat_format import ToolCallError
+
+        if not isinstance(reply, ToolCallError) or reply.kind != "unknown_tool":
+            return None
+        try:
+            call = json.loads(reply.raw)
+        except ValueError:
+            return None
+        name = call.get("name") if isinstance(call, dict) else None
+        tool = self._tool(name) if isinstance(name, str) else None
+        if tool is None:
+            return None
+        arguments = call.get("arguments") if isinstance(call.get("arguments"), dict) else {}
+        if self.policy(name) == "deny":
+            why = f"{name} is denied by the project's settings ([approvals] {name} = \"deny\")"
+        elif plan and tool.kind.value != "read":
+            why = f"{name} changes things, and plan mode allows read-only tools until the plan is approved"
+        elif tool.kind.value == "execute" and self.sandbox_factory is None:
+            why = f"{name} needs the sandbox, and there is none in this session"
+        else:
+            return None
+        return name, arguments, why
+
+    def _refuse(self, turn: _Turn, name: str, arguments: dict, why: str, messages: list[dict[str, Any]], emit) -> None:
+        """Show a denied call as such and tell the model it cannot use that tool."""
+        call_id = uuid.uuid4().hex[:8]
+        messages.append({"role": "assistant", "content": "", "tool_call": {"name": name, "arguments": arguments},
+                         "train": False})
+        output = json.dumps({"tool": name, "ok": False, "error": f"not available: {why}",
+                             "hint": "use one of the listed tools or answer without it"}, ensure_ascii=False)
+        messages.append({"role": "tool", "content": output})
+        emit(ev.ToolCallStarted(call_id, name, dict(arguments)))
+        turn.record["tool_calls"].append({"call_id": call_id, "name": name, "arguments": arguments, "ok": False,
+                                          "status": "denied", "output": output, "truncated": False, "error": why})
+        emit(ev.ToolCallFinished(call_id, name, False, output, False, 0.0, "denied"))
+
     def _call(self, turn: _Turn, call, messages: list[dict[str, Any]], emit) -> bool:
         """Approve and run one tool call; append the call and its result to ``messages``. Returns ok."""
-        from sandbox.tools import call_tool, get_tool
+        from sandbox.tools import call_tool
 
         call_id = uuid.uuid4().hex[:8]
         messages.append(call.to_message())
         emit(ev.ToolCallStarted(call_id, call.name, dict(call.arguments)))
         started = time.monotonic()
-        kind = get_tool(call.name).kind.value
+        kind = self._tool(call.name).kind.value
         policy = self.policy(call.name)
         decision: ev.ApprovalDecision | None = None
-        if kind != "write" and policy == "ask":
+        if policy == "ask" and (kind != "write" or call.name in self.agent_tools):  # sandbox writes ask with their diff
             decision = self._ask(ev.ApprovalRequest(call_id, call.name, dict(call.arguments), _summary(call.name, call.arguments)), emit)
             if decision.choice == "reject":
                 return self._rejected(turn, call, call_id, decision, messages, emit, started)
         self._pending_write = {"call_id": call_id, "name": call.name, "arguments": dict(call.arguments),
                                "policy": policy, "decision": None}
         try:
-            result = call_tool(call.name, call.arguments, self.ctx)
+            if call.name in self.agent_tools:
+                result = self.agent_tools[call.name].run(dict(call.arguments), self.ctx)
+            else:
+                result = call_tool(call.name, call.arguments, self.ctx)
         finally:
             pending, self._pending_write = self._pending_write, None
         if pending["decision"] is not None and pending["decision"].choice == "reject":
             return self._rejected(turn, call, call_id, pending["decision"], messages, emit, started)
-        if not result.ok and "sandbox" in (result.error or "").lower() and "engine" in (result.error or "").lower():
+        if not result.ok and kind == "execute" and self.ctx.sandbox is None:  # it could not even start
             emit(ev.Notice(f"sandbox unavailable: {result.error}", "error"))
         output, truncated = truncate_result(result.to_dict(), self.settings.tool_result_tokens, self.model.count)
         messages.append({"role": "tool", "content": output})
@@ -368,6 +443,7 @@ class AgentSession:
         if not result.ok:
             entry["error"] = result.error
         turn.record["tool_calls"].append(entry)
+        self._persist(turn)  # a crash mid-turn keeps what already ran
         emit(ev.ToolCallFinished(call_id, call.name, result.ok, output, truncated, duration, status))
         if not result.ok:
             self._signal("failed_tool", turn, reason=f"{call.name}: {result.error}")
@@ -475,7 +551,10 @@ class AgentSession:
         from assistant.agent.store import StoredTurn
 
         title = turn.messages[0]["content"] if turn.seq == 0 else None
-        self.store.save_turn(self.id, StoredTurn(turn.id, turn.seq, turn.messages, turn.record, turn.stop_reason), title)
+        try:
+            self.store.save_turn(self.id, StoredTurn(turn.id, turn.seq, turn.messages, turn.record, turn.stop_reason), title)
+        except sqlite3.Error as exc:  # a full disk or a locked file must not end the turn
+            self._emit(ev.Notice(f"the session could not be saved: {exc}", "warning"))
 
     def _signal(self, kind: str, turn: _Turn, value: int = -1, reason: str | None = None) -> int | None:
         """Record feedback (explicit rating or implicit signal) with the turn's full context."""
@@ -493,7 +572,7 @@ class AgentSession:
 
 def _summary(name: str, arguments: dict[str, Any]) -> str:
     """One line for the approval prompt."""
-    for key in ("command", "code", "path", "pattern", "query", "target"):
+    for key in ("command", "code", "path", "pattern", "query", "target", "fact"):
         if isinstance(arguments.get(key), str):
             value = " ".join(arguments[key].split())
             return f"{name}: {value[:100]}{'…' if len(value) > 100 else ''}"

@@ -153,10 +153,11 @@ def run(args: argparse.Namespace) -> int:
     settings = agent_settings(settings_doc, max_steps=args.max_steps, max_seconds=args.max_seconds,
                               max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     for tool in args.deny:
-        from sandbox.tools import get_tool
+        from assistant.agent.tools import AGENT_TOOL_NAMES
+        from sandbox.tools import TOOLS
 
-        if get_tool(tool) is None:
-            raise UsageError(f"--deny: unknown tool '{tool}'", "see 'assistant sandbox tools'")
+        if tool not in TOOLS and tool not in AGENT_TOOL_NAMES:
+            raise UsageError(f"--deny: unknown tool '{tool}'", f"one of {', '.join([*TOOLS, *AGENT_TOOL_NAMES])}")
         settings.policies[tool] = "deny"
     path = model_path(args, settings_doc)
     model = None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.index.conftest import embedder_cache  # noqa: F401 (fixture: one ONNX export per test session)
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401 (fixtures)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -62,3 +63,34 @@ def docker_factory(sandbox_image):  # noqa: F811
     yield for_project
     for sandbox in opened:
         sandbox.close()
+
+
+@pytest.fixture(scope="session")
+def trained_agent(sandbox_image, tmp_path_factory):  # noqa: F811
+    """A nano model trained by the project's CLI to carry out ``trained.OBJECTIVE`` (see trained.py)."""
+    import torch
+
+    from sandbox.factory import open_sandbox
+    from sandbox.limits import SandboxSettings
+    from tests.agent import trained
+    from tests.agent.helpers import make_project
+
+    root = tmp_path_factory.mktemp("trained-agent")
+    project = make_project(root / "project")
+    trained.configure(project, sandbox_image)
+    settings = SandboxSettings(backend="docker", image=sandbox_image, **TEST_LIMITS)
+    opened = []
+
+    def factory():
+        opened.append(open_sandbox(settings, project))
+        return opened[-1]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        checkpoint = trained.build(root / "train", project, factory)
+    finally:
+        torch.set_num_threads(before)
+        for sandbox in opened:
+            sandbox.close()
+    return trained.TrainedAgent(checkpoint, project, trained.OBJECTIVE, trained.ANSWER)

@@ -37,6 +37,12 @@ class ScriptedModel:
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(text)) if text else 0
 
+    def render_count(self, messages, tools) -> int:
+        """Exactly what the runtime feeds the model (as ``RuntimeModel.render_count``)."""
+        from trainer.data.chat_format import render
+
+        return len(render(messages, self.tokenizer, tools=tools, add_generation_prompt=True))
+
     def generate(self, messages, tools, on_text, cancel: threading.Event, **sampling) -> Generated:
         self.prompts.append((json.loads(json.dumps(messages)), list(tools)))
         if not self.replies:
@@ -95,3 +101,18 @@ def make_project(root: Path) -> Path:
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return root
+
+
+def run_until_killed(project: str, db: str, tokenizer_path: str, ready) -> None:
+    """In a child process: a turn whose second model call hangs after one tool call ran."""
+    from assistant.agent import AgentSession, SessionStore
+    from trainer.data.tokenizer import load_tokenizer
+
+    def hang(messages):
+        ready.set()
+        time.sleep(600)
+        return "never"
+
+    model = ScriptedModel(load_tokenizer(tokenizer_path), [call("read_file", path="calc.py"), hang])
+    session = AgentSession(Path(project), model=model, sandbox_factory=None, index=None, store=SessionStore(db))
+    session.run_turn("read calc.py then think forever")
