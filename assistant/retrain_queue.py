@@ -1,8 +1,8 @@
 """Retraining requests: ``/retrain`` in the TUI queues one; the retrain job (``assistant retrain``) takes it.
 
 A request is one JSON file in ``$XDG_DATA_HOME/assistant/retrain/queue/`` (default
-``~/.local/share/assistant/retrain/queue/``), named ``<UTC time>-<id>.json`` so a directory listing
-is the queue in order, and written atomically (a reader never sees half a request)::
+``~/.local/share/assistant/retrain/queue/``), named ``<UTC time, to the nanosecond>-<id>.json`` so a
+sorted listing is the queue in order, and written atomically (a reader never sees half a request)::
 
     {"version": 1, "id": "...", "requested_at": "2026-11-24T04:01:02Z", "project": "/path",
      "model": "/path/model.pth", "session_id": "...", "source": "tui", "note": ""}
@@ -33,7 +33,8 @@ def queue_dir() -> Path:
 def request_retrain(project: str | os.PathLike, model: str | os.PathLike | None = None,
                     session_id: str | None = None, source: str = "tui", note: str = "") -> Path:
     """Queue one retraining request and return its file."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now / 1e9)) + f".{now % 10**9:09d}Z"
     request_id = uuid.uuid4().hex[:12]
     record = {"version": VERSION, "id": request_id,
               "requested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

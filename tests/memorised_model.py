@@ -1,24 +1,27 @@
-"""A nano model that has memorised a few chat-format conversations, made by the project's own pipeline.
+"""A nano model that has memorised a few agent conversations, made by the project's own pipeline.
 
 Real models answer differently every time; a test that needs "the model calls execute_python" needs
-a model that surely does. So this trains one: a byte-level BPE (``trainer.data.tokenizer``) on the
-conversations below rendered in the chat format (``trainer.data.chat_format``), prepared as stage-1
-data (``trainer.data.prepare``) and trained by the real trainer (``assistant train``) until it
-reproduces them under greedy decoding. No mock anywhere: the agent, the runtime and the sandbox see a
-real checkpoint that happens to know these exchanges by heart.
+a model that surely does. So this trains one. The conversations are recorded from the real agent loop
+(``AgentSession`` with the replies scripted, the tool results from real runs), so the prompts are
+exactly the ones the agent will build; a byte-level BPE (``trainer.data.tokenizer``) learns them,
+they are prepared as stage-1 data (``trainer.data.prepare``) and the real training loop
+(``trainer.loop.train``) fits a dense nano model until greedy decoding reproduces every reply. No mock
+in the tests that use it: the app, the agent, the runtime and the sandbox see a real checkpoint that
+happens to know these exchanges by heart.
 
-The agent's prompt must be the one the model was trained on, so the project it runs in gets
-``PROJECT_SETTINGS`` (``write_project_settings``): a fixed short system prompt, no optional prompt
-sections, and only the two tools the conversations use (the rest denied, hence hidden).
+The project the tests run in must give the same prompts: ``make_project`` writes its settings (a
+fixed short system prompt, no optional prompt sections, only the two tools the conversations use, the
+rest denied and so hidden, greedy decoding).
 
-    checkpoint = train_memorised_model(tmp_dir)        # about a minute on one free CPU core
-    write_project_settings(project, sandbox_image="assistant-sandbox:bookworm")
+    checkpoint = train_memorised_model(tmp_dir)    # about a minute of one CPU core
+    project = make_project(tmp_dir / "project", {"backend": "docker", "image": image})
 """
 
 from __future__ import annotations
 
 import json
 import sysconfig
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,8 @@ import tomli_w
 
 SYSTEM = "You are the test assistant. Use a tool when asked to run or change code."
 TOOLS = ("execute_python", "write_file")  # the only tools shown to the model (the rest are denied)
+AGENT_TOOLS = {"remember", "search_codebase"}  # the agent's own tools, beside the sandbox's
+TOOL_CALL = "<|tool_call|>"
 HELLO = "hello"
 HELLO_REPLY = ("Hello! I am a tiny model trained for these tests. I can run Python in the sandbox "
                "and change files after you approve.")
@@ -45,77 +50,71 @@ WINDOW = 1024
 TRAIN_SEQ_LEN = 384
 
 
-def tool_schemas() -> list[dict[str, Any]]:
-    from sandbox.tools import get_tool
-
-    return [get_tool(name).schema() for name in TOOLS]
-
-
 def project_settings(sandbox: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The settings that make the agent's prompt exactly the trained one (greedy decoding too)."""
-    from sandbox.tools import TOOLS as ALL
+    """Settings that keep the agent's prompt short and fixed (greedy decoding too)."""
+    from sandbox.tools import TOOLS as SANDBOX_TOOLS
 
-    approvals = {name: "deny" for name in ALL if name not in TOOLS}
+    every_tool = set(SANDBOX_TOOLS) | AGENT_TOOLS
     settings: dict[str, Any] = {
         "agent": {"system_prompt": SYSTEM, "temperature": 0.0, "max_new_tokens": MAX_NEW_TOKENS, "max_steps": 4,
                   "summary_tokens": 0, "instructions_tokens": 0, "memory_tokens": 0, "retrieval_tokens": 0},
-        "approvals": approvals,
+        "approvals": {name: "deny" for name in sorted(every_tool - set(TOOLS))},
     }
     if sandbox:
         settings["sandbox"] = dict(sandbox)
     return settings
 
 
-def write_project_settings(project: Path, sandbox: dict[str, Any] | None = None) -> Path:
-    path = project / ".assistant" / "settings.toml"
+def make_project(root: Path, sandbox: dict[str, Any] | None = None) -> Path:
+    """The project the conversations happen in (readable by the sandbox's uid when tests run as root)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "greet.py").write_text(GREET_BEFORE)
+    (root / "README.md").write_text("# greet\nSays hello.\n")
+    path = root / ".assistant" / "settings.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(project_settings(sandbox)))
-    return path
+    for item in [root, *root.rglob("*")]:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    return root
 
 
-def _exec_result(stdout: str, duration: float) -> str:
-    from sandbox.base import ExecResult
-    from sandbox.tools.execute_python import exec_result
+def _record(project: Path, tokenizer, message: str, replies: list[str]) -> list[str]:
+    """Run the real agent loop on ``message`` with ``replies`` scripted; return each step's prompt
+    (exactly as the agent built it, tool results from a real run) followed by its reply."""
+    from assistant.agent import AgentSession, agent_settings
+    from assistant.settings import load_settings
+    from sandbox.factory import open_sandbox
+    from sandbox.limits import SandboxSettings
+    from tests.agent.helpers import Approver, ScriptedModel
+    from trainer.data.chat_format import END, render_text
 
-    result = exec_result("execute_python", ExecResult(stdout=stdout, stderr="", exit_code=0, duration_s=duration))
-    return json.dumps(result.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-
-def _write_result(backup: str) -> str:
-    data = {"tool": "write_file", "ok": True, "paths": ["greet.py"], "backup_id": backup,
-            "summary": "write greet.py (1 lines changed)"}
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def conversations() -> list[list[dict[str, Any]]]:
-    """The exchanges the model learns, each as the agent would show it (system message first)."""
-    system = {"role": "system", "content": SYSTEM}
-    run_call = {"role": "assistant", "content": "", "tool_call": {"name": "execute_python",
-                                                                  "arguments": {"code": RUN_CODE}}}
-    fix_call = {"role": "assistant", "content": "", "tool_call": {"name": "write_file",
-                                                                  "arguments": {"path": "greet.py",
-                                                                                "content": FIX_CONTENT}}}
-    out = [
-        [system, {"role": "user", "content": HELLO}, {"role": "assistant", "content": HELLO_REPLY}],
-        [system, {"role": "user", "content": COUNT}, {"role": "assistant", "content": COUNT_REPLY}],
-        [system, {"role": "user", "content": RUN}, run_call],
-        [system, {"role": "user", "content": FIX}, fix_call],
-    ]
-    for duration in (0.05, 0.113, 0.4, 1.27, 2.5):  # the answer must not hang on the exact timing
-        out.append([system, {"role": "user", "content": RUN}, run_call,
-                    {"role": "tool", "content": _exec_result("42\n", duration)},
-                    {"role": "assistant", "content": RUN_ANSWER}])
-    for backup in ("20261124-040101-1a2b3c", "20261124-051502-9f8e7d", "20261125-120000-00aa11"):
-        out.append([system, {"role": "user", "content": FIX}, fix_call,
-                    {"role": "tool", "content": _write_result(backup)},
-                    {"role": "assistant", "content": FIX_ANSWER}])
-    return out
+    model = ScriptedModel(tokenizer, list(replies), context_window=WINDOW)
+    # No engine needed: the only code run while recording is RUN_CODE, confirmed on the host.
+    factory = lambda: open_sandbox(SandboxSettings(backend="none"), project, confirm=lambda code, language: True)  # noqa: E731
+    session = AgentSession(project, model=model, sandbox_factory=factory, index=None,
+                           settings=agent_settings(load_settings(project)), approver=Approver(default="once"))
+    with session:
+        finished = session.run_turn(message, cancel=threading.Event())
+    assert finished.stop_reason == "answer", finished
+    return [render_text(messages, tools, add_generation_prompt=True) + reply + END
+            for (messages, tools), reply in zip(model.prompts, replies)]
 
 
-def rendered_documents() -> list[str]:
-    from trainer.data.chat_format import render_text
+def recorded_documents(root: Path, tokenizer) -> list[str]:
+    """The exchanges the model learns, recorded from the agent (several runs of the tool calls, so the
+    answers do not hang on a result's exact timing or backup id)."""
+    run_call = TOOL_CALL + json.dumps({"name": "execute_python", "arguments": {"code": RUN_CODE}})
+    fix_call = TOOL_CALL + json.dumps({"name": "write_file", "arguments": {"path": "greet.py", "content": FIX_CONTENT}})
+    plan = [(HELLO, [HELLO_REPLY]), (COUNT, [COUNT_REPLY])] + [(RUN, [run_call, RUN_ANSWER])] * 4 \
+        + [(FIX, [fix_call, FIX_ANSWER])] * 3
+    documents = []
+    for n, (message, replies) in enumerate(plan):
+        documents += _record(make_project(root / f"recording-{n}", {"backend": "none"}), tokenizer, message, replies)
+    return documents
 
-    return [render_text(messages, tool_schemas()) for messages in conversations()]
+
+def _first_reply(document: str) -> str:
+    return document.rsplit("<|assistant|>", 1)[1].removesuffix("<|end|>")
 
 
 def train_memorised_model(root: Path, steps: int = 200) -> Path:
@@ -128,12 +127,18 @@ def train_memorised_model(root: Path, steps: int = 200) -> Path:
     from trainer.loop import TrainConfig, train
 
     root.mkdir(parents=True, exist_ok=True)
-    documents = rendered_documents()
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    corpus = documents * 4 + [p.read_text(encoding="utf-8") for p in sorted(stdlib.glob("*.py"))[:8]]
+    sources = [p.read_text(encoding="utf-8") for p in sorted(stdlib.glob("*.py"))[:8]]
+    # Two recordings: the agent fits its prompt by counting tokens, so the first (with a provisional
+    # tokenizer) only gives the text the real tokenizer learns from; the second, counted with the real
+    # tokenizer, is token for token what the agent will feed the trained model (tool timings aside).
+    draft = recorded_documents(root / "draft", train_tokenizer(iter(sources), vocab_size=400))
     tokenizer_path = root / "tokenizer.json"
-    save_tokenizer(train_tokenizer(iter(corpus), vocab_size=1024), tokenizer_path)
+    save_tokenizer(train_tokenizer(iter(draft * 4 + sources), vocab_size=1024), tokenizer_path)
     tokenizer = load_tokenizer(tokenizer_path)
+    documents = recorded_documents(root / "recordings", tokenizer)
+    # The first-turn-only exchanges are one run each; the tool exchanges several: even them out.
+    documents += [doc for doc in documents if _first_reply(doc) in (HELLO_REPLY, COUNT_REPLY)] * 3
     data = root / "data"
     # Every conversation many times over: the whole stream is what the model should know by heart.
     prepare_stage("language", iter(documents * 40), CorpusReport(), tokenizer, data, val_fraction=0.05)

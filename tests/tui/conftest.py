@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.memorised_model import GREET_BEFORE, train_memorised_model, write_project_settings
+from tests.memorised_model import make_project, train_memorised_model
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401 (fixtures)
 
 
@@ -33,16 +33,6 @@ def memorised_model(tmp_path_factory) -> Path:
     if reuse:
         return Path(reuse)
     return train_memorised_model(tmp_path_factory.mktemp("memorised-model"))
-
-
-def make_project(root: Path, sandbox: dict | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "greet.py").write_text(GREET_BEFORE)
-    (root / "README.md").write_text("# greet\nSays hello.\n")
-    write_project_settings(root, sandbox)
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the sandbox's uid when tests run as root
-    return root
 
 
 @pytest.fixture
