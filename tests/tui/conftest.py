@@ -35,6 +35,12 @@ def memorised_model(tmp_path_factory) -> Path:
     return train_memorised_model(tmp_path_factory.mktemp("memorised-model"))
 
 
+@pytest.fixture(scope="session")
+def embedder_cache(tmp_path_factory) -> Path:
+    """The index's ONNX embedder export, made once per test session."""
+    return tmp_path_factory.mktemp("embedders")
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A project without a sandbox engine setting (the machine's default backend)."""
@@ -47,13 +53,13 @@ def docker_project(tmp_path, sandbox_image) -> Path:  # noqa: F811
     return make_project(tmp_path / "project", {"backend": "docker", "image": sandbox_image, **TEST_LIMITS})
 
 
-def make_app(project: Path, model: Path | str | None, resume: str | None = None):
+def make_app(project: Path, model: Path | str | None, resume: str | None = None, watch_index: bool = False):
     from assistant.tui.app import AssistantApp
     from assistant.tui.controller import LaunchOptions
     from assistant.tui.history import PromptHistory
 
     options = LaunchOptions(project=project, model=str(model) if model else "/nonexistent/model.pth",
-                            resume=resume, device="cpu", watch_index=False)
+                            resume=resume, device="cpu", watch_index=watch_index)
     return AssistantApp(options, history=PromptHistory(None))
 
 

@@ -59,12 +59,17 @@ class ApprovalScreen(ModalScreen[ApprovalDecision]):
 
     def compose(self) -> ComposeResult:
         r = self.request
-        what = "change your files" if r.diff else "run"
+        what = "follow this plan" if r.tool == "plan" else "change your files" if r.diff else "run"
         with Vertical(id="approval"):
-            yield Label(f"The assistant wants to {what}: {r.tool}", id="approval-title")
+            yield Label(f"The assistant wants to {what}" + ("" if r.tool == "plan" else f": {r.tool}"),
+                        id="approval-title")
             yield Label(r.summary or "", id="approval-summary", markup=False)
             with VerticalScroll(id="approval-body"):
-                if r.diff:
+                if r.tool == "plan":
+                    steps = r.arguments.get("steps") or []
+                    yield Static("\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)), markup=False,
+                                 id="approval-plan")
+                elif r.diff:
                     yield Static(Syntax(r.diff.rstrip("\n"), "diff", theme="ansi_dark", background_color="default",
                                         word_wrap=True), id="approval-diff")
                 else:
