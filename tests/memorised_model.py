@@ -93,7 +93,7 @@ def _record(project: Path, tokenizer, message: str, replies: list[str]) -> list[
 
     model = ScriptedModel(tokenizer, list(replies), context_window=WINDOW)
     # No engine needed: the only code run while recording is RUN_CODE, confirmed on the host.
-    factory = lambda: open_sandbox(SandboxSettings(backend="none"), project, confirm=lambda code, language: True)  # noqa: E731
+    factory = lambda: open_sandbox(SandboxSettings(backend="none"), project, confirm=lambda code, language: True)
     session = AgentSession(project, model=model, sandbox_factory=factory, index=None,
                            settings=agent_settings(load_settings(project)), approver=Approver(default="once"))
     with session:

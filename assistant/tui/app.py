@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import threading
 from concurrent.futures import Future
@@ -24,10 +25,25 @@ from textual.binding import Binding
 
 from assistant.agent import events as ev
 from assistant.tui import commands
-from assistant.tui.controller import IndexProgress, LaunchOptions, SessionController, StartupState, sandbox_label
+from assistant.tui.controller import (
+    IndexProgress,
+    LaunchOptions,
+    SessionController,
+    StartupState,
+    sandbox_label,
+)
 from assistant.tui.history import PromptHistory, default_history_path
-from assistant.tui.messages import (AgentEventPosted, ApprovalNeeded, Note, PromptSubmitted, RateRequested,
-                                    SessionReady, StatusChanged, TextArrived, TurnEnded)
+from assistant.tui.messages import (
+    AgentEventPosted,
+    ApprovalNeeded,
+    Note,
+    PromptSubmitted,
+    RateRequested,
+    SessionReady,
+    StatusChanged,
+    TextArrived,
+    TurnEnded,
+)
 from assistant.tui.palette import SlashCommandsProvider
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.screens.chat import ChatScreen
@@ -182,6 +198,7 @@ class AssistantApp(App):
     async def _replay(self, messages: list[dict[str, Any]]) -> None:
         """Show a resumed conversation (its replies are not re-rated here: they belong to old turns)."""
         transcript = self.chat.transcript
+        card = None
         for message in messages:
             role, content = message.get("role"), message.get("content")
             text = content if isinstance(content, str) else ""
@@ -190,8 +207,13 @@ class AssistantApp(App):
             elif role == "assistant" and message.get("tool_call"):
                 call = message["tool_call"]
                 card = await transcript.add_tool(f"old-{id(message)}", call.get("name", "?"), call.get("arguments", {}))
-                card.status = "ok"
-                card._show_title()
+            elif role == "tool" and card is not None:
+                try:
+                    ok = bool(json.loads(text).get("ok"))
+                except (ValueError, AttributeError):
+                    ok = False
+                card.finish("ok" if ok else "error", text, False, None)
+                card = None
             elif role == "assistant" and text.strip():
                 reply = await transcript.add_reply(None, text)
                 await reply.finish(text, "(resumed)")
@@ -454,9 +476,7 @@ class AssistantApp(App):
 
         def switch() -> str:
             state = self.controller.switch_model(argument)
-            self.post_message(StatusChanged(model=state.model_label, device=state.device))
-            if state.model_help:
-                return state.model_help
+            self.post_message(StatusChanged(model=state.model_label, device=state.device, speed=""))
             return f"Switched to {state.model_label}; a new conversation starts."
 
         self._slow("model", switch, markdown=True)

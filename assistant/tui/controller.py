@@ -167,6 +167,8 @@ class SessionController:
             self.index = index  # /index can build it; the agent gets it once it exists
             return
         self.index = index
+        if status.state == "stale":
+            state.notices.append((f"The codebase index is stale ({status.line()}): `/index` updates it.", "warning"))
         if self.options.watch_index:
             self._start_watcher()
 
@@ -340,11 +342,11 @@ class SessionController:
         return self.session.rate(turn_id, value, reason)
 
     def new_session(self) -> StartupState:
-        """/clear: a fresh conversation with the same model, index and sandbox."""
-        old = self.session
-        if old is not None:
-            old.close()
-        self._open_session(self.state, None)
+        """/clear: a fresh conversation with the same model, index and sandbox (the container stays)."""
+        if self.session is None:
+            self._open_session(self.state, None)
+        else:
+            self.state.session_id = self.session.new_conversation()
         return self.state
 
     def resume(self, session_id: str) -> StartupState:
@@ -355,16 +357,20 @@ class SessionController:
         return self.state
 
     def switch_model(self, path: str) -> StartupState:
-        """/model PATH: load another checkpoint and continue in a new session."""
-        self.options.model = path
-        previous = self.loaded
-        state = self.state
-        state.model_help = None
-        self._load_model(state)
-        if self.loaded is None:
-            self.loaded = previous if state.model_help and previous is not None else self.loaded
-        self.new_session()
-        return state
+        """/model PATH: load another checkpoint and continue in a new session (on failure nothing changes)."""
+        from assistant.runtime import load
+
+        choice = ModelChoice(Path(path).expanduser(), "--model")
+        if not choice.exists:
+            raise FileNotFoundError(f"no checkpoint at {choice.path}")
+        loaded = load(choice.path, device=self.options.device)  # a bad file raises; the old model stays
+        old = self.session
+        self.loaded, self.model_choice, self.options.model = loaded, choice, str(choice.path)
+        self.state.model_label, self.state.device, self.state.model_help = model_label(loaded), str(loaded.device), None
+        if old is not None:
+            old.close()
+        self._open_session(self.state, None)
+        return self.state
 
     def model_info(self) -> str:
         """Markdown describing the loaded model (for /model)."""

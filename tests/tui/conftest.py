@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.memorised_model import make_project, train_memorised_model
-from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401 (fixtures)
+from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def project(tmp_path) -> Path:
 
 
 @pytest.fixture
-def docker_project(tmp_path, sandbox_image) -> Path:  # noqa: F811
+def docker_project(tmp_path, sandbox_image) -> Path:
     """A project whose sandbox is the real Docker engine with the locally built image."""
     return make_project(tmp_path / "project", {"backend": "docker", "image": sandbox_image, **TEST_LIMITS})
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _screen(tmux: list[str]) -> str:
-    done = subprocess.run([*tmux, "capture-pane", "-p", "-t", "smoke"], capture_output=True, text=True)
+    done = subprocess.run([*tmux, "capture-pane", "-p", "-t", "smoke"], capture_output=True, text=True, check=False)
     return done.stdout
 
 
@@ -55,4 +55,4 @@ def test_the_app_in_a_real_terminal(tmp_path, memorised_model):
         subprocess.run([*tmux, "send-keys", "-t", "smoke", "C-q"], check=True)
         _wait(tmux, "EXITED 0", timeout=60)
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)

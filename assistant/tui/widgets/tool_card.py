@@ -85,11 +85,10 @@ class ToolCard(Vertical):
 
     def set_waiting(self) -> None:
         self.status = "waiting"
-        self.border_subtitle = "waiting for your approval"
         self._show_title()
         self.border_subtitle = "waiting for your approval"
 
-    def finish(self, status: str, output: str, truncated: bool, duration_s: float) -> None:
+    def finish(self, status: str, output: str, truncated: bool, duration_s: float | None) -> None:
         """Show the result: status icon, duration, the output in a collapsible."""
         self.status = status
         self.output = output
