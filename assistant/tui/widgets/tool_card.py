@@ -39,6 +39,34 @@ def format_arguments(name: str, arguments: dict[str, Any]) -> list[Any]:
     return out
 
 
+QUIET_KEYS = {"tool", "ok", "duration_s"}  # shown elsewhere on the card
+
+
+def format_result(output: str) -> Text:
+    """A result as a person reads it: a program's stdout, then its stderr (red), then the error and
+    the other fields one per line; output that is not a JSON object is shown as it is."""
+    try:
+        data = json.loads(output)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return Text(output.rstrip("\n") or "(no output)")
+    text = Text()
+    for key, style in (("stdout", ""), ("stderr", "red")):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            text.append(value if value.endswith("\n") else value + "\n", style=style)
+    if data.get("error"):
+        text.append(f"error: {data['error']}\n", style="bold red")
+    for key, value in data.items():
+        if key in QUIET_KEYS or key in ("stdout", "stderr", "error") or value in (False, "", None, [], {}):
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        text.append(f"{key}: {shown}\n", style="dim")
+    text.rstrip()
+    return text if text.plain else Text("(no output)")
+
+
 class ToolCard(Vertical):
     DEFAULT_CSS = """
     ToolCard {
@@ -95,11 +123,13 @@ class ToolCard(Vertical):
         self.truncated = truncated
         self.duration_s = duration_s
         self._show_title()
-        shown = output if len(output) <= MAX_SHOWN_CHARS else output[:MAX_SHOWN_CHARS]
-        cut = truncated or len(output) > MAX_SHOWN_CHARS
-        lines = shown.count("\n") + 1
+        body = format_result(output)
+        cut = truncated or len(body) > MAX_SHOWN_CHARS
+        if len(body) > MAX_SHOWN_CHARS:
+            body = body[:MAX_SHOWN_CHARS]
+        body.overflow = "fold"
+        lines = body.plain.count("\n") + 1
         title = f"result · {lines} line{'s' if lines != 1 else ''}" + (" · truncated" if cut else "")
-        body = Text(shown.rstrip("\n") or "(no output)", overflow="fold")
         if cut:
             body.append("\n[… output truncated]", style="bold yellow")
         collapsible = Collapsible(Static(body, classes="tool-output", markup=False), title=title,
