@@ -81,8 +81,8 @@ def trained_agent(sandbox_image, tmp_path_factory):  # noqa: F811
     settings = SandboxSettings(backend="docker", image=sandbox_image, **TEST_LIMITS)
     opened = []
 
-    def factory():
-        opened.append(open_sandbox(settings, project))
+    def factory(path: Path):
+        opened.append(open_sandbox(settings, path))
         return opened[-1]
 
     before = torch.get_num_threads()
