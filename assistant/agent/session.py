@@ -5,7 +5,7 @@ the turn; a tool call goes through its approval policy (allow / ask / deny) → 
 sandbox → the result, cut to its token budget, goes back to the model → … until a final answer,
 ``max_steps``, ``max_seconds``, the caller's ``cancel`` or a stop condition:
   * a malformed call is fed back once for a retry; a second one in a row ends the turn ("error");
-  * the same call (tool and arguments) failing twice ends the turn ("repeated_failure");
+  * the same call (tool and arguments) failing a second time in the turn ends it ("repeated_failure");
   * a rejected call without an instruction ends the turn ("rejected").
 Plan mode first runs with read-only tools for a numbered plan, asks the approver (tool "plan"),
 then runs each step as its own sub-loop with ``PlanStep`` progress events.
@@ -323,7 +323,7 @@ class AgentSession:
         messages = turn.messages if messages is None else messages
         tools = self.allowed_tools(plan)
         retried = False
-        last_failure: tuple[str, str] | None = None
+        failed: set[tuple[str, str]] = set()  # (tool, arguments) of the calls that failed this turn
         for _ in range(self.settings.max_steps):
             if cancel.is_set():
                 raise _Stop("cancelled", "Cancelled.")
@@ -343,9 +343,9 @@ class AgentSession:
                 name, arguments, why = unavailable
                 signature = (name, json.dumps(arguments, sort_keys=True))
                 self._refuse(turn, name, arguments, why, messages, emit)
-                if signature == last_failure:
+                if signature in failed:
                     raise _Stop("repeated_failure", f"Stopped: the model called {name} twice, which is not available: {why}.")
-                last_failure = signature
+                failed.add(signature)
                 continue
             if isinstance(reply, ToolCallError):
                 messages.append({"role": "assistant", "content": generated.text, "train": False})
@@ -359,13 +359,11 @@ class AgentSession:
             ok = self._call(turn, reply, messages, emit)
             signature = (reply.name, json.dumps(reply.arguments, sort_keys=True))
             if not ok:
-                if signature == last_failure:
+                if signature in failed:
                     raise _Stop("repeated_failure",
-                                f"Stopped: the same call to {reply.name} failed twice in a row with the same arguments: "
+                                f"Stopped: the same call to {reply.name} failed twice with the same arguments: "
                                 f"{turn.record['tool_calls'][-1].get('error') or 'see the result above'}.")
-                last_failure = signature
-            else:
-                last_failure = None
+                failed.add(signature)
         raise _Stop("max_steps", f"Stopped after {self.settings.max_steps} steps without a final answer.")
 
     def _unavailable(self, reply, plan: bool) -> tuple[str, dict, str] | None:

@@ -149,6 +149,15 @@ def test_the_same_failing_call_twice_stops_with_an_explanation(project, tokenize
     assert len(model.prompts) == 2
 
 
+def test_a_failing_call_repeated_after_another_call_still_stops(project, tokenizer):
+    failing = call("read_file", path="missing.py")
+    session, model = session_for(project, tokenizer, [failing, call("read_file", path="calc.py"), failing, "never"])
+    rec = Recorder()
+    finished = session.run_turn("read missing.py", on_event=rec)
+    assert finished.stop_reason == "repeated_failure"
+    assert [e.status for e in rec.of(ev.ToolCallFinished)] == ["error", "ok", "error"]
+
+
 def test_max_steps_ends_the_turn(project, tokenizer):
     script = [call("list_files", path="."), call("read_file", path="calc.py"), call("read_file", path="README.md")]
     session, model = session_for(project, tokenizer, script, settings=AgentSettings(max_steps=2))
