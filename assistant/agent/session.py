@@ -95,6 +95,11 @@ def reject_all(request: ev.ApprovalRequest) -> ev.ApprovalDecision:
     return ev.ApprovalDecision("reject")
 
 
+def approve_all(request: ev.ApprovalRequest) -> ev.ApprovalDecision:
+    """Run everything that asks, once each (``assistant agent --yes``; evaluations in a sandbox)."""
+    return ev.ApprovalDecision("once")
+
+
 class AgentSession:
     """One conversation with the agent in ``project`` (see the module docstring and docs/AGENT.md)."""
 

@@ -99,12 +99,6 @@ class TerminalApprover:
         return ApprovalDecision("once")
 
 
-def fixed_approver(choice: str):
-    from assistant.agent.events import ApprovalDecision
-
-    return lambda request: ApprovalDecision(choice)
-
-
 def _printer(json_lines: bool):
     from assistant.agent import events as ev
 
@@ -169,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
 
         model = load(path, device=args.device)
     policy = "allow" if args.yes else args.approve_policy or ("ask" if sys.stdin.isatty() else "reject")
-    approver = TerminalApprover() if policy == "ask" else fixed_approver("once" if policy == "allow" else "reject")
+    from assistant.agent import approve_all, reject_all
+
+    approver = TerminalApprover() if policy == "ask" else approve_all if policy == "allow" else reject_all
     sandbox_factory = None if args.no_sandbox else _sandbox_factory(project, settings_doc)
     index = None if args.no_index else _index(project, settings_doc)
     store = SessionStore()
