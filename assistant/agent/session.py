@@ -116,14 +116,13 @@ class AgentSession:
         self.approver = approver or reject_all
         self.store = store
         self.feedback = feedback
-        self.index = index
         self.sandbox_factory = sandbox_factory
         self.memory = Memory(self.project)
-        from assistant.agent.tools import remember_tool, search_codebase_tool
+        from assistant.agent.tools import remember_tool
 
         self.agent_tools = {"remember": remember_tool(self.memory)}
-        if index is not None:
-            self.agent_tools["search_codebase"] = search_codebase_tool(index)
+        self.context = None
+        self._index = None
         self.shadow = ShadowGit(self.project)
         self.ctx = ToolContext(project=self.project, sandbox_factory=sandbox_factory, approve=self._approve_write)
         self.turns: list[_Turn] = []
@@ -131,10 +130,10 @@ class AgentSession:
         self._current: _Turn | None = None
         self._emit: Callable[[Any], None] = lambda event: None
         self._lock = threading.Lock()
-        self.context = None
         if self.model is not None:
             self.context = ContextBuilder(self.project, self.settings, self.model.count, self.model.context_window,
                                           index, getattr(self.model, "render_count", None))
+        self.index = index
         self.model_id = getattr(self.model, "name", "") if self.model is not None else ""
         if session_id is not None:
             if store is None:
@@ -146,6 +145,24 @@ class AgentSession:
             self.id = store.create(self.project, self.model_id) if store is not None else uuid.uuid4().hex[:12]
 
     # ---- public API ----------------------------------------------------------------------------
+
+    @property
+    def index(self):
+        """The codebase index (or None). Setting it, e.g. once ``/index`` built one, takes effect from
+        the next step: retrieval into the prompt and the ``search_codebase`` tool."""
+        return self._index
+
+    @index.setter
+    def index(self, index) -> None:
+        from assistant.agent.tools import search_codebase_tool
+
+        self._index = index
+        if self.context is not None:
+            self.context.index = index
+        if index is None:
+            self.agent_tools.pop("search_codebase", None)
+        else:
+            self.agent_tools["search_codebase"] = search_codebase_tool(index)
 
     @property
     def history(self) -> list[dict[str, Any]]:
