@@ -498,8 +498,13 @@ class AgentSession:
             if decision.choice == "reject":
                 return False
         turn = self._current
-        if turn is not None and not turn.record.get("shadow_before"):
-            turn.record["shadow_before"] = self.shadow.snapshot(f"before turn {turn.id}")
+        if turn is not None:
+            written = turn.record.setdefault("written", [])
+            if not turn.record.get("shadow_before"):
+                turn.record["shadow_before"] = self.shadow.snapshot(f"before turn {turn.id}", approval.paths)
+            elif any(p not in written for p in approval.paths):  # files first touched now: their current state
+                turn.record["shadow_before"] = self.shadow.include([p for p in approval.paths if p not in written])
+            written.extend(p for p in approval.paths if p not in written)
         return True
 
     def _emit_current(self, event) -> None:
@@ -557,7 +562,7 @@ class AgentSession:
         if not before:
             return []
         try:
-            after = self.shadow.snapshot(f"after turn {turn.id}")
+            after = self.shadow.snapshot(f"after turn {turn.id}", turn.record.get("written", []))
             changed = self.shadow.changed(before, after)
         except AgentError as exc:
             emit(ev.Notice(f"undo checkpoint failed: {exc}", "warning"))
