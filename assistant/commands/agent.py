@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         found = store.latest(project) if args.resume == "latest" else store.get(args.resume)
         if found is None:
             raise UsageError(f"no stored session for {project}", "run without --resume to start one")
+        if Path(found.project) != project:
+            raise UsageError(f"session {found.id} belongs to {found.project}", f"run with --project {found.project}")
         session_id = found.id
     feedback = _feedback()
     session = AgentSession(project, model=model, sandbox_factory=sandbox_factory, index=index, settings=settings,
