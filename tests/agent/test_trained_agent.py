@@ -162,3 +162,16 @@ def test_max_steps_stops_the_real_model(trained_agent):
         finished = session.run_turn(trained_agent.objective, on_event=rec)
     assert finished.stop_reason == "max_steps" and finished.steps == 2
     assert [e.name for e in rec.of(ev.ToolCallFinished)] == ["read_file", "execute_python"]
+
+
+def test_deny_hides_a_tool_from_the_real_model(trained_agent, capsys):
+    main(["agent", trained_agent.objective, "--project", str(trained_agent.project), "--model",
+                 str(trained_agent.checkpoint), "--yes", "--json", "--temperature", "0", "--max-steps", "3",
+                 "--deny", "execute_python"])
+    events = _events(capsys.readouterr().out)
+    ran = [(e["name"], e["status"]) for e in events if e["event"] == "ToolCallFinished"]
+    assert ("execute_python", "ok") not in ran  # never runs, whatever the model writes
+    assert all(status == "denied" for name, status in ran if name == "execute_python")
+    store = SessionStore()
+    turn = store.turns(store.latest(trained_agent.project).id)[-1]
+    assert "execute_python" not in turn.record["tools"] and "read_file" in turn.record["tools"]
