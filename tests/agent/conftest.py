@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.index.conftest import embedder_cache  # noqa: F401 (fixture: one ONNX export per test session)
+from tests.index.conftest import embedder_cache  # noqa: F401 (fixture: the ONNX embedder exported once for these tests)
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401 (fixtures)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
