@@ -225,7 +225,10 @@ def _sandbox_factory(project: Path, settings_doc: dict):
     def factory():
         from sandbox.factory import open_sandbox
 
-        return open_sandbox(sandbox_settings, project)
+        sandbox = open_sandbox(sandbox_settings, project)
+        info = sandbox.info()  # where the model's code runs, said once, on stderr
+        print(f"[sandbox] {info.label}" + (f" — {info.warning}" if info.warning else ""), file=sys.stderr)
+        return sandbox
 
     return factory
 

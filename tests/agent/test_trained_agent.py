@@ -60,6 +60,7 @@ def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path):
     assert trained_agent.answer in captured.out and "<|tool_call|>" not in captured.out  # the answer, streamed
     assert "[tool] read_file" in captured.err and "[tool] execute_python: ok" in captured.err
     assert "[answer] 3 model calls" in captured.err
+    assert "[sandbox] docker" in captured.err  # where the code ran is said once
     assert main(["agent", "x", "--project", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main(["agent", "x", "--project", str(trained_agent.project), "--model", str(tmp_path / "none.pth")]) == 2
