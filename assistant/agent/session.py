@@ -5,7 +5,7 @@ the turn; a tool call goes through its approval policy (allow / ask / deny) → 
 sandbox → the result, cut to its token budget, goes back to the model → … until a final answer,
 ``max_steps``, ``max_seconds``, the caller's ``cancel`` or a stop condition:
   * a malformed call is fed back once for a retry; a second one in a row ends the turn ("error");
-  * the same call (tool and arguments) failing twice ends the turn ("repeated_failure");
+  * the same call (tool and arguments) failing a second time in the turn ends it ("repeated_failure");
   * a rejected call without an instruction ends the turn ("rejected").
 Plan mode first runs with read-only tools for a numbered plan, asks the approver (tool "plan"),
 then runs each step as its own sub-loop with ``PlanStep`` progress events.
@@ -95,6 +95,11 @@ def reject_all(request: ev.ApprovalRequest) -> ev.ApprovalDecision:
     return ev.ApprovalDecision("reject")
 
 
+def approve_all(request: ev.ApprovalRequest) -> ev.ApprovalDecision:
+    """Run everything that asks, once each (``assistant agent --yes``; evaluations in a sandbox)."""
+    return ev.ApprovalDecision("once")
+
+
 class AgentSession:
     """One conversation with the agent in ``project`` (see the module docstring and docs/AGENT.md)."""
 
@@ -111,14 +116,13 @@ class AgentSession:
         self.approver = approver or reject_all
         self.store = store
         self.feedback = feedback
-        self.index = index
         self.sandbox_factory = sandbox_factory
         self.memory = Memory(self.project)
-        from assistant.agent.tools import remember_tool, search_codebase_tool
+        from assistant.agent.tools import remember_tool
 
         self.agent_tools = {"remember": remember_tool(self.memory)}
-        if index is not None:
-            self.agent_tools["search_codebase"] = search_codebase_tool(index)
+        self.context = None
+        self._index = None
         self.shadow = ShadowGit(self.project)
         self.ctx = ToolContext(project=self.project, sandbox_factory=sandbox_factory, approve=self._approve_write)
         self.turns: list[_Turn] = []
@@ -126,10 +130,10 @@ class AgentSession:
         self._current: _Turn | None = None
         self._emit: Callable[[Any], None] = lambda event: None
         self._lock = threading.Lock()
-        self.context = None
         if self.model is not None:
             self.context = ContextBuilder(self.project, self.settings, self.model.count, self.model.context_window,
                                           index, getattr(self.model, "render_count", None))
+        self.index = index
         self.model_id = getattr(self.model, "name", "") if self.model is not None else ""
         if session_id is not None:
             if store is None:
@@ -141,6 +145,24 @@ class AgentSession:
             self.id = store.create(self.project, self.model_id) if store is not None else uuid.uuid4().hex[:12]
 
     # ---- public API ----------------------------------------------------------------------------
+
+    @property
+    def index(self):
+        """The codebase index (or None). Setting it, e.g. once ``/index`` built one, takes effect from
+        the next step: retrieval into the prompt and the ``search_codebase`` tool."""
+        return self._index
+
+    @index.setter
+    def index(self, index) -> None:
+        from assistant.agent.tools import search_codebase_tool
+
+        self._index = index
+        if self.context is not None:
+            self.context.index = index
+        if index is None:
+            self.agent_tools.pop("search_codebase", None)
+        else:
+            self.agent_tools["search_codebase"] = search_codebase_tool(index)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -323,7 +345,7 @@ class AgentSession:
         messages = turn.messages if messages is None else messages
         tools = self.allowed_tools(plan)
         retried = False
-        last_failure: tuple[str, str] | None = None
+        failed: set[tuple[str, str]] = set()  # (tool, arguments) of the calls that failed this turn
         for _ in range(self.settings.max_steps):
             if cancel.is_set():
                 raise _Stop("cancelled", "Cancelled.")
@@ -343,9 +365,9 @@ class AgentSession:
                 name, arguments, why = unavailable
                 signature = (name, json.dumps(arguments, sort_keys=True))
                 self._refuse(turn, name, arguments, why, messages, emit)
-                if signature == last_failure:
+                if signature in failed:
                     raise _Stop("repeated_failure", f"Stopped: the model called {name} twice, which is not available: {why}.")
-                last_failure = signature
+                failed.add(signature)
                 continue
             if isinstance(reply, ToolCallError):
                 messages.append({"role": "assistant", "content": generated.text, "train": False})
@@ -359,13 +381,11 @@ class AgentSession:
             ok = self._call(turn, reply, messages, emit)
             signature = (reply.name, json.dumps(reply.arguments, sort_keys=True))
             if not ok:
-                if signature == last_failure:
+                if signature in failed:
                     raise _Stop("repeated_failure",
-                                f"Stopped: the same call to {reply.name} failed twice in a row with the same arguments: "
+                                f"Stopped: the same call to {reply.name} failed twice with the same arguments: "
                                 f"{turn.record['tool_calls'][-1].get('error') or 'see the result above'}.")
-                last_failure = signature
-            else:
-                last_failure = None
+                failed.add(signature)
         raise _Stop("max_steps", f"Stopped after {self.settings.max_steps} steps without a final answer.")
 
     def _unavailable(self, reply, plan: bool) -> tuple[str, dict, str] | None:
@@ -478,8 +498,13 @@ class AgentSession:
             if decision.choice == "reject":
                 return False
         turn = self._current
-        if turn is not None and not turn.record.get("shadow_before"):
-            turn.record["shadow_before"] = self.shadow.snapshot(f"before turn {turn.id}")
+        if turn is not None:
+            written = turn.record.setdefault("written", [])
+            if not turn.record.get("shadow_before"):
+                turn.record["shadow_before"] = self.shadow.snapshot(f"before turn {turn.id}", approval.paths)
+            elif any(p not in written for p in approval.paths):  # files first touched now: their current state
+                turn.record["shadow_before"] = self.shadow.include([p for p in approval.paths if p not in written])
+            written.extend(p for p in approval.paths if p not in written)
         return True
 
     def _emit_current(self, event) -> None:
@@ -537,7 +562,7 @@ class AgentSession:
         if not before:
             return []
         try:
-            after = self.shadow.snapshot(f"after turn {turn.id}")
+            after = self.shadow.snapshot(f"after turn {turn.id}", turn.record.get("written", []))
             changed = self.shadow.changed(before, after)
         except AgentError as exc:
             emit(ev.Notice(f"undo checkpoint failed: {exc}", "warning"))

@@ -99,12 +99,6 @@ class TerminalApprover:
         return ApprovalDecision("once")
 
 
-def fixed_approver(choice: str):
-    from assistant.agent.events import ApprovalDecision
-
-    return lambda request: ApprovalDecision(choice)
-
-
 def _printer(json_lines: bool):
     from assistant.agent import events as ev
 
@@ -169,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
 
         model = load(path, device=args.device)
     policy = "allow" if args.yes else args.approve_policy or ("ask" if sys.stdin.isatty() else "reject")
-    approver = TerminalApprover() if policy == "ask" else fixed_approver("once" if policy == "allow" else "reject")
+    from assistant.agent import approve_all, reject_all
+
+    approver = TerminalApprover() if policy == "ask" else approve_all if policy == "allow" else reject_all
     sandbox_factory = None if args.no_sandbox else _sandbox_factory(project, settings_doc)
     index = None if args.no_index else _index(project, settings_doc)
     store = SessionStore()
@@ -178,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         found = store.latest(project) if args.resume == "latest" else store.get(args.resume)
         if found is None:
             raise UsageError(f"no stored session for {project}", "run without --resume to start one")
+        if Path(found.project) != project:
+            raise UsageError(f"session {found.id} belongs to {found.project}", f"run with --project {found.project}")
         session_id = found.id
     feedback = _feedback()
     session = AgentSession(project, model=model, sandbox_factory=sandbox_factory, index=index, settings=settings,
@@ -227,7 +225,10 @@ def _sandbox_factory(project: Path, settings_doc: dict):
     def factory():
         from sandbox.factory import open_sandbox
 
-        return open_sandbox(sandbox_settings, project)
+        sandbox = open_sandbox(sandbox_settings, project)
+        info = sandbox.info()  # where the model's code runs, said once, on stderr
+        print(f"[sandbox] {info.label}" + (f" — {info.warning}" if info.warning else ""), file=sys.stderr)
+        return sandbox
 
     return factory
 

@@ -149,6 +149,15 @@ def test_the_same_failing_call_twice_stops_with_an_explanation(project, tokenize
     assert len(model.prompts) == 2
 
 
+def test_a_failing_call_repeated_after_another_call_still_stops(project, tokenizer):
+    failing = call("read_file", path="missing.py")
+    session, model = session_for(project, tokenizer, [failing, call("read_file", path="calc.py"), failing, "never"])
+    rec = Recorder()
+    finished = session.run_turn("read missing.py", on_event=rec)
+    assert finished.stop_reason == "repeated_failure"
+    assert [e.status for e in rec.of(ev.ToolCallFinished)] == ["error", "ok", "error"]
+
+
 def test_max_steps_ends_the_turn(project, tokenizer):
     script = [call("list_files", path="."), call("read_file", path="calc.py"), call("read_file", path="README.md")]
     session, model = session_for(project, tokenizer, script, settings=AgentSettings(max_steps=2))
@@ -429,3 +438,16 @@ def test_a_sandbox_that_cannot_start_degrades_visibly(project, tokenizer):
     assert finished.stop_reason == "answer"
     assert any(n.level == "error" and n.text.startswith("sandbox unavailable") for n in rec.of(ev.Notice))
     assert rec.of(ev.ToolCallFinished)[0].status == "error"
+
+
+def test_undo_covers_ignored_files_the_agent_wrote(project, tokenizer):
+    (project / ".gitignore").write_text(".env\nbuild/\n")
+    (project / ".env").write_text("API_URL=http://old\n")
+    script = [call("write_file", path="calc.py", content="x = 1\n"), call("write_file", path=".env", content="API_URL=http://new\n"),
+              call("write_file", path="build/out.txt", content="generated\n"), "done"]
+    session, _ = session_for(project, tokenizer, script, approver=Approver(default="once"))
+    finished = session.run_turn("configure", on_event=Recorder())
+    assert finished.changed_files == [".env", "build/out.txt", "calc.py"]
+    assert sorted(session.undo_last_turn()) == [".env", "build/out.txt", "calc.py"]
+    assert (project / ".env").read_text() == "API_URL=http://old\n"
+    assert not (project / "build" / "out.txt").exists() and "def add" in (project / "calc.py").read_text()

@@ -35,3 +35,5 @@ def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, embed
     assert done.name == "search_codebase" and done.status == "ok" and "stats.py:1-3" in done.output
     plain = AgentSession(project, model=ScriptedModel(tokenizer, []), sandbox_factory=None, index=None)
     assert "search_codebase" not in [t["name"] for t in plain.allowed_tools()]
+    plain.index = index  # an index built later (the TUI's /index) is used from then on
+    assert "search_codebase" in [t["name"] for t in plain.allowed_tools()] and plain.context.index is index
