@@ -119,3 +119,31 @@ def test_without_a_model_the_app_opens_and_explains(project):
             await wait_for(pilot, lambda: len(app.chat.transcript.query(NoticeMarkdown)) == len(notes) + 2)
 
     run(scenario())
+
+
+def test_feedback_and_model_commands(project, memorised_model):
+    from feedback.store import FeedbackStore
+
+    async def scenario():
+        app = make_app(project, None)
+        async with app.run_test(size=(110, 36)) as pilot:
+            await start(pilot)
+            await send(pilot, f"/model {project / 'missing.pth'}")
+            await wait_for(pilot, lambda: any("no checkpoint at" in getattr(n, "text", "")
+                                              for n in app.chat.transcript.children), what="the refusal")
+            assert app.chat.status.model == "no model"  # nothing changed
+            await send(pilot, f"/model {memorised_model}")
+            await wait_for(pilot, lambda: "dense" in app.chat.status.model, what="the switch")
+            finished = await turn(pilot, HELLO)
+            assert finished.text == HELLO_REPLY
+            await send(pilot, "/feedback - too long for a greeting")
+            await wait_for(pilot, lambda: finished.turn_id in app.ratings, what="the rating")
+            await send(pilot, "/model")
+            await wait_for(pilot, lambda: any("### Model" in getattr(n, "text", "")
+                                              for n in app.chat.transcript.children), what="the model table")
+            return finished
+
+    finished = run(scenario())
+    with FeedbackStore() as store:
+        [record] = [r for r in store.since(0) if r.kind == "rating"]
+    assert (record.turn_id, record.value, record.reason) == (finished.turn_id, -1, "too long for a greeting")

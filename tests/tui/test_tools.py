@@ -9,8 +9,6 @@ from assistant.tui.widgets.tool_card import ToolCard
 from tests.memorised_model import FIX, FIX_CONTENT, GREET_BEFORE, RUN, RUN_ANSWER, RUN_CODE
 from tests.tui.conftest import make_app, run, send, start, wait_for
 
-pytestmark = pytest.mark.docker
-
 
 async def _approval(pilot) -> ApprovalScreen:
     app = pilot.app
@@ -18,6 +16,7 @@ async def _approval(pilot) -> ApprovalScreen:
     return app.screen
 
 
+@pytest.mark.docker
 def test_allow_once_runs_the_call_in_docker_and_shows_the_result(docker_project, memorised_model):
     from assistant.settings import load_settings
 
@@ -49,6 +48,7 @@ def test_allow_once_runs_the_call_in_docker_and_shows_the_result(docker_project,
     assert "execute_python" not in load_settings(docker_project)["approvals"]  # once: no rule saved
 
 
+@pytest.mark.docker
 def test_allow_always_saves_a_rule_the_user_can_read(docker_project, memorised_model):
     from assistant.settings import load_settings
 
@@ -66,6 +66,7 @@ def test_allow_always_saves_a_rule_the_user_can_read(docker_project, memorised_m
     assert load_settings(docker_project)["approvals"]["execute_python"] == "allow"
 
 
+@pytest.mark.docker
 def test_reject_stops_the_call(docker_project, memorised_model):
     async def scenario():
         app = make_app(docker_project, memorised_model)
@@ -86,6 +87,7 @@ def test_reject_stops_the_call(docker_project, memorised_model):
     run(scenario())
 
 
+@pytest.mark.docker
 def test_a_write_shows_its_diff_and_undo_restores_the_file(docker_project, memorised_model):
     greet = docker_project / "greet.py"
 
@@ -108,5 +110,29 @@ def test_a_write_shows_its_diff_and_undo_restores_the_file(docker_project, memor
             await wait_for(pilot, lambda: greet.read_text() == GREET_BEFORE, what="the undo")
             await wait_for(pilot, lambda: any("Undone: restored greet.py" in getattr(n, "text", "")
                                               for n in app.chat.transcript.children), what="the undo note")
+
+    run(scenario())
+
+
+def test_without_a_sandbox_each_run_asks_again_before_it_runs_on_the_host(project, memorised_model):
+    """No engine and no bubblewrap (backend "none"): the call's approval, then a second, explicit one."""
+
+    async def scenario():
+        app = make_app(project, memorised_model)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await start(pilot)
+            assert app.chat.status.sandbox == "NO SANDBOX"
+            await send(pilot, RUN)
+            first = await _approval(pilot)
+            assert first.request.tool == "execute_python"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ApprovalScreen) and app.screen is not first,
+                           what="the no-sandbox confirmation")
+            second = app.screen
+            assert "WITHOUT a sandbox" in second.request.tool and second.request.arguments == {"code": RUN_CODE}
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.turns_finished and not app.generating, what="the turn")
+            [card] = app.chat.transcript.query(ToolCard)
+            assert card.status == "ok" and '"stdout":"42\\n"' in card.output
 
     run(scenario())
