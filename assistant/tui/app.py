@@ -184,12 +184,12 @@ class AssistantApp(App):
         status.model = state.model_label
         status.device = state.device
         status.index = f"index: {state.index_state}"
-        status.sandbox = sandbox_label(state.sandbox_backend, state.sandbox_isolation)
+        status.sandbox = sandbox_label(state.sandbox_backend, state.sandbox_isolation, state.sandbox_note)
         transcript = self.chat.transcript
         if state.model_help:
             await transcript.add_notice(state.model_help, "warning", markdown=True)
         for text, level in state.notices:
-            await transcript.add_notice(text, level)
+            await transcript.add_notice(text, level, markdown=True)
         if state.history:
             await self._replay(state.history)
             await transcript.add_notice(f"Resumed session {state.session_id}.")

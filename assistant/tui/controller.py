@@ -65,10 +65,14 @@ class StartupState:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (text, level)
 
 
-def sandbox_label(backend: str, isolation: str) -> str:
+def sandbox_label(backend: str, isolation: str, problem: str | None = None) -> str:
     """The status bar's sandbox field: where model-run code executes and how isolated it is."""
     if backend == "none":
         return "NO SANDBOX"
+    if backend == "unavailable":
+        return "sandbox: unavailable"
+    if problem and "image" in problem:
+        return f"sandbox: {backend} · image missing"
     return f"sandbox: {backend} ({isolation})"
 
 
@@ -273,7 +277,8 @@ class SessionController:
         return factory
 
     def _report_sandbox(self) -> None:
-        self.on_status(sandbox=sandbox_label(self.state.sandbox_backend, self.state.sandbox_isolation))
+        s = self.state
+        self.on_status(sandbox=sandbox_label(s.sandbox_backend, s.sandbox_isolation, s.sandbox_note))
 
     def _open_session(self, state: StartupState, session_id: str | None) -> None:
         from assistant.agent import AgentSession, SessionStore, agent_settings
