@@ -92,3 +92,12 @@ def test_sessions_list_resumes_a_conversation(project):
             assert any(f"Resumed session {session_id}" in n for n in _notes(app))
 
     run(scenario())
+
+    async def latest():  # assistant --continue
+        app = make_app(project, None, resume="latest")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start(pilot)
+            assert app.controller.session.id == session_id
+            assert [m.text for m in app.chat.transcript.query(UserMessage)] == ["what is in greet.py?"]
+
+    run(latest())
