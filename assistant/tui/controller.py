@@ -406,9 +406,7 @@ class SessionController:
         self._report_index()
         self.state.index_state = "fresh"
         if self.session is not None:
-            self.session.index = self.index
-            if getattr(self.session, "context", None) is not None:
-                self.session.context.index = self.index
+            self.session.index = self.index  # retrieval and search_codebase from the next step on
         if self.options.watch_index:
             self._start_watcher()
         return summary
