@@ -53,11 +53,16 @@ def test_escape_cancels_a_long_generation(project, memorised_model):
             prompt.load_text(COUNT)
             prompt.submit()  # as Enter does (pilot.press would wait for the app to go idle: the whole reply)
             await wait_for(pilot, lambda: deltas, what="the first streamed text")
+            at_cancel = []
+            cancel = app.controller.cancel_turn
+            app.controller.cancel_turn = lambda: (at_cancel.append(len(deltas)), cancel())
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.turns_finished and not app.generating, what="the cancelled turn")
             finished = app.turns_finished[-1]
             assert finished.stop_reason == "cancelled"
             assert finished.tokens < MAX_NEW_TOKENS  # stopped early, not at the length limit
+            # within one token: the one being computed when Esc was pressed (and one the detokenizer held)
+            assert finished.tokens <= at_cancel[0] + 2
             assert app.chat.status.busy == ""
             # usable again at once: a new conversation (the memorised model knows only first turns)
             await send(pilot, "/clear")
