@@ -101,3 +101,21 @@ def test_sessions_list_resumes_a_conversation(project):
             assert [m.text for m in app.chat.transcript.query(UserMessage)] == ["what is in greet.py?"]
 
     run(latest())
+
+
+def test_a_corrupt_checkpoint_and_a_broken_settings_file_degrade_visibly(project):
+    (project / "broken.pth").write_bytes(b"not a checkpoint at all")
+    (project / ".assistant" / "settings.toml").write_text("[agent\nthis is = not toml")
+
+    async def scenario():
+        app = make_app(project, project / "broken.pth")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start(pilot)
+            notes = _notes(app)
+            assert any(n.startswith("**Cannot load the model**") and "broken.pth" in n for n in notes)
+            assert any("cannot read settings file" in n and "using the defaults" in n for n in notes)
+            assert app.chat.status.model == "no model (load failed)"
+            await pilot.press(*"hi", "enter")  # still answers (with how to get a model), never crashes
+            await wait_for(pilot, lambda: len(_notes(app)) > len(notes))
+
+    run(scenario())
