@@ -71,8 +71,8 @@ def sandbox_label(backend: str, isolation: str, problem: str | None = None) -> s
         return "NO SANDBOX"
     if backend == "unavailable":
         return "sandbox: unavailable"
-    if problem and "image" in problem:
-        return f"sandbox: {backend} · image missing"
+    if problem:
+        return f"sandbox: {backend} · {'image missing' if 'image' in problem else 'unavailable'}"
     return f"sandbox: {backend} ({isolation})"
 
 

@@ -119,3 +119,21 @@ def test_a_corrupt_checkpoint_and_a_broken_settings_file_degrade_visibly(project
             await wait_for(pilot, lambda: len(_notes(app)) > len(notes))
 
     run(scenario())
+
+
+def test_a_docker_engine_that_does_not_answer_degrades_visibly(tmp_path):
+    from tests.memorised_model import make_project
+
+    project = make_project(tmp_path / "project", {"backend": "docker", "docker_host": f"unix://{tmp_path}/no.sock"})
+
+    async def scenario():
+        app = make_app(project, None)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await start(pilot)
+            assert app.chat.status.sandbox == "sandbox: docker · unavailable"
+            assert any("Docker engine not reachable" in n for n in _notes(app))
+            await pilot.press(*"/sandbox", "enter")
+            await wait_for(pilot, lambda: any(n.startswith("### Sandbox") or n.startswith("Sandbox unavailable")
+                                              for n in _notes(app)), what="the sandbox report")
+
+    run(scenario())
