@@ -195,28 +195,30 @@ class AssistantApp(App):
             await transcript.add_notice(f"Resumed session {state.session_id}.")
         self.ready = True  # last: what the user sends comes after the start-up notes
 
-    async def _replay(self, messages: list[dict[str, Any]]) -> None:
-        """Show a resumed conversation (its replies are not re-rated here: they belong to old turns)."""
+    async def _replay(self, turns: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        """Show a resumed conversation; its replies keep their turn ids, so they can still be rated."""
         transcript = self.chat.transcript
-        card = None
-        for message in messages:
-            role, content = message.get("role"), message.get("content")
-            text = content if isinstance(content, str) else ""
-            if role == "user":
-                await transcript.add_user(text)
-            elif role == "assistant" and message.get("tool_call"):
-                call = message["tool_call"]
-                card = await transcript.add_tool(f"old-{id(message)}", call.get("name", "?"), call.get("arguments", {}))
-            elif role == "tool" and card is not None:
-                try:
-                    ok = bool(json.loads(text).get("ok"))
-                except (ValueError, AttributeError):
-                    ok = False
-                card.finish("ok" if ok else "error", text, False, None)
-                card = None
-            elif role == "assistant" and text.strip():
-                reply = await transcript.add_reply(None, text)
-                await reply.finish(text, "(resumed)")
+        for turn_id, messages in turns:
+            card = None
+            for message in messages:
+                role, content = message.get("role"), message.get("content")
+                text = content if isinstance(content, str) else ""
+                if role == "user":
+                    await transcript.add_user(text)
+                elif role == "assistant" and message.get("tool_call"):
+                    call = message["tool_call"]
+                    card = await transcript.add_tool(f"old-{id(message)}", call.get("name", "?"),
+                                                     call.get("arguments", {}))
+                elif role == "tool" and card is not None:
+                    try:
+                        ok = bool(json.loads(text).get("ok"))
+                    except (ValueError, AttributeError):
+                        ok = False
+                    card.finish("ok" if ok else "error", text, False, None)
+                    card = None
+                elif role == "assistant" and text.strip():
+                    reply = await transcript.add_reply(turn_id, text)
+                    await reply.finish(text, "(resumed)")
 
     # ---- the prompt and slash commands ---------------------------------------------------------
 

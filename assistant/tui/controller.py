@@ -61,7 +61,7 @@ class StartupState:
     sandbox_isolation: str = "none"
     sandbox_note: str | None = None
     session_id: str = ""
-    history: list[dict[str, Any]] = field(default_factory=list)  # messages of a resumed session
+    history: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)  # (turn id, its messages), resumed
     notices: list[tuple[str, str]] = field(default_factory=list)  # (text, level)
 
 
@@ -307,7 +307,7 @@ class SessionController:
                                     index=index, settings=settings, approver=self.ask, store=self.store,
                                     feedback=self.feedback, session_id=session_id)
         state.session_id = self.session.id
-        state.history = self.session.history if session_id else []
+        state.history = [(turn.id, list(turn.messages)) for turn in self.session.turns] if session_id else []
 
     def sessions(self) -> list:
         """This project's saved sessions, newest first."""

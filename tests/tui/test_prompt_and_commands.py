@@ -87,11 +87,20 @@ def test_sessions_list_resumes_a_conversation(project):
             await pilot.press("enter")
             await start(pilot)
             assert [m.text for m in app.chat.transcript.query(UserMessage)] == ["what is in greet.py?"]
-            assert [r.text for r in app.chat.transcript.replies()] == ["A typo."]
+            assert [(r.text, r.turn_id) for r in app.chat.transcript.replies()] == [("A typo.", "t1")]  # rateable
             assert app.controller.session.id == session_id
             assert any(f"Resumed session {session_id}" in n for n in _notes(app))
+            await pilot.press("ctrl+up", "minus")  # an old reply can still be rated
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ReasonScreen", what="the reason prompt")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "t1" in app.ratings, what="the rating")
 
     run(scenario())
+    from feedback.store import FeedbackStore
+
+    with FeedbackStore() as feedback:
+        [record] = [r for r in feedback.since(0) if r.kind == "rating"]
+    assert (record.turn_id, record.session_id, record.value) == ("t1", session_id, -1)
 
     async def latest():  # assistant --continue
         app = make_app(project, None, resume="latest")
