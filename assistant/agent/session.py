@@ -552,7 +552,7 @@ class AgentSession:
                 emit(ev.PlanStep(index, len(steps), step, "failed"))
                 raise
             emit(ev.PlanStep(index, len(steps), step, "done"))
-            results.append(f"{index}. {step}: {answer}")
+            results.append(f"{index}. {step.rstrip('.')}: {answer}")
         return "Plan done.\n" + "\n".join(results)
 
     # ---- persistence, undo, feedback -----------------------------------------------------------

@@ -18,12 +18,18 @@ from tests.agent.helpers import Approver, Recorder
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
+@pytest.fixture
+def work(trained_agent, tmp_path):
+    """A fresh copy of the trained project: an unseen prompt approved with --yes may write anything."""
+    return trained_agent.fresh_copy(tmp_path / "work")
+
+
 def _events(out: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def test_headless_agent_runs_a_multi_step_objective_in_the_sandbox(trained_agent, capsys):
-    code = main(["agent", trained_agent.objective, "--project", str(trained_agent.project),
+def test_headless_agent_runs_a_multi_step_objective_in_the_sandbox(trained_agent, capsys, work):
+    code = main(["agent", trained_agent.objective, "--project", str(work),
                  "--model", str(trained_agent.checkpoint), "--yes", "--json", "--temperature", "0"])
     events = _events(capsys.readouterr().out)
     assert code == 0
@@ -35,16 +41,16 @@ def test_headless_agent_runs_a_multi_step_objective_in_the_sandbox(trained_agent
     assert last["event"] == "TurnFinished" and last["stop_reason"] == "answer"
     assert last["text"] == trained_agent.answer and last["steps"] == 3
     # the run is a stored session that 'assistant sessions' lists and '--resume' can continue
-    sessions = SessionStore().list(trained_agent.project)
+    sessions = SessionStore().list(work)
     assert len(sessions) == 1 and sessions[0].title == trained_agent.objective and sessions[0].turns == 1
-    code = main(["agent", "and again", "--resume", "--project", str(trained_agent.project), "--model",
+    code = main(["agent", "and again", "--resume", "--project", str(work), "--model",
                  str(trained_agent.checkpoint), "--yes", "--json", "--temperature", "0", "--max-steps", "1"])
     assert _events(capsys.readouterr().out)[-1]["event"] == "TurnFinished"
-    assert [(s.id, s.turns) for s in SessionStore().list(trained_agent.project)] == [(sessions[0].id, 2)]
+    assert [(s.id, s.turns) for s in SessionStore().list(work)] == [(sessions[0].id, 2)]
 
 
-def test_headless_agent_without_approval_rejects_execution(trained_agent, capsys):
-    code = main(["agent", trained_agent.objective, "--project", str(trained_agent.project),
+def test_headless_agent_without_approval_rejects_execution(trained_agent, capsys, work):
+    code = main(["agent", trained_agent.objective, "--project", str(work),
                  "--model", str(trained_agent.checkpoint), "--json", "--temperature", "0"])  # stdin is not a terminal
     events = _events(capsys.readouterr().out)
     assert code == 1
@@ -53,8 +59,8 @@ def test_headless_agent_without_approval_rejects_execution(trained_agent, capsys
     assert events[-1]["stop_reason"] == "rejected"
 
 
-def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path):
-    assert main(["agent", trained_agent.objective, "--project", str(trained_agent.project), "--model",
+def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path, work):
+    assert main(["agent", trained_agent.objective, "--project", str(work), "--model",
                  str(trained_agent.checkpoint), "--yes", "--temperature", "0"]) == 0
     captured = capsys.readouterr()
     assert trained_agent.answer in captured.out and "<|tool_call|>" not in captured.out  # the answer, streamed
@@ -63,20 +69,19 @@ def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path):
     assert "[sandbox] docker" in captured.err  # where the code ran is said once
     assert main(["agent", "x", "--project", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
-    assert main(["agent", "x", "--project", str(trained_agent.project), "--model", str(tmp_path / "none.pth")]) == 2
+    assert main(["agent", "x", "--project", str(work), "--model", str(tmp_path / "none.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["agent", "x", "--project", str(trained_agent.project), "--deny", "bogus"]) == 2
+    assert main(["agent", "x", "--project", str(work), "--deny", "bogus"]) == 2
     assert "unknown tool 'bogus'" in capsys.readouterr().err
     assert main(["agent", "x", "--project", str(tmp_path)]) == 1  # no model anywhere: how to get one
     assert "assistant train" in capsys.readouterr().err
 
 
-def _session(trained_agent, project=None, max_steps=None, **kwargs) -> AgentSession:
+def _session(trained_agent, project, max_steps=None, **kwargs) -> AgentSession:
     from assistant.runtime import load
     from sandbox.factory import open_sandbox
     from sandbox.limits import SandboxSettings
 
-    project = project or trained_agent.project
     settings_doc = load_settings(project)
     sandbox_settings = SandboxSettings(**settings_doc["sandbox"])
     return AgentSession(project, model=load(trained_agent.checkpoint, device="cpu"),
@@ -84,8 +89,8 @@ def _session(trained_agent, project=None, max_steps=None, **kwargs) -> AgentSess
                         settings=agent_settings(settings_doc, temperature=0.0, max_steps=max_steps), **kwargs)
 
 
-def test_cancel_stops_the_real_model_within_a_token(trained_agent):
-    session = _session(trained_agent, approver=Approver(default="once"))
+def test_cancel_stops_the_real_model_within_a_token(trained_agent, work):
+    session = _session(trained_agent, work, approver=Approver(default="once"))
     cancel = threading.Event()
     rec = Recorder()
 
@@ -101,9 +106,9 @@ def test_cancel_stops_the_real_model_within_a_token(trained_agent):
     assert len(rec.of(ev.TextDelta)) == 1 and finished.tokens <= 3
 
 
-def test_thumbs_down_on_a_real_turn_keeps_what_retraining_needs(trained_agent, tmp_path):
+def test_thumbs_down_on_a_real_turn_keeps_what_retraining_needs(trained_agent, tmp_path, work):
     store = FeedbackStore(tmp_path / "feedback.db")
-    session = _session(trained_agent, approver=Approver(default="once"), feedback=store)
+    session = _session(trained_agent, work, approver=Approver(default="once"), feedback=store)
     with session:
         finished = session.run_turn(trained_agent.objective, on_event=Recorder())
     assert finished.stop_reason == "answer"
@@ -157,16 +162,16 @@ def test_rejecting_the_real_models_write_leaves_the_project_alone(trained_agent,
     assert [(e.name, e.status) for e in rec.of(ev.ToolCallFinished)] == [("write_file", "rejected")]
 
 
-def test_max_steps_stops_the_real_model(trained_agent):
+def test_max_steps_stops_the_real_model(trained_agent, work):
     rec = Recorder()
-    with _session(trained_agent, approver=Approver(default="once"), max_steps=2) as session:
+    with _session(trained_agent, work, approver=Approver(default="once"), max_steps=2) as session:
         finished = session.run_turn(trained_agent.objective, on_event=rec)
     assert finished.stop_reason == "max_steps" and finished.steps == 2
     assert [e.name for e in rec.of(ev.ToolCallFinished)] == ["read_file", "execute_python"]
 
 
-def test_deny_hides_a_tool_from_the_real_model(trained_agent, capsys):
-    main(["agent", trained_agent.objective, "--project", str(trained_agent.project), "--model",
+def test_deny_hides_a_tool_from_the_real_model(trained_agent, capsys, work):
+    main(["agent", trained_agent.objective, "--project", str(work), "--model",
                  str(trained_agent.checkpoint), "--yes", "--json", "--temperature", "0", "--max-steps", "3",
                  "--deny", "execute_python"])
     events = _events(capsys.readouterr().out)
@@ -174,5 +179,25 @@ def test_deny_hides_a_tool_from_the_real_model(trained_agent, capsys):
     assert ("execute_python", "ok") not in ran  # never runs, whatever the model writes
     assert all(status == "denied" for name, status in ran if name == "execute_python")
     store = SessionStore()
-    turn = store.turns(store.latest(trained_agent.project).id)[-1]
+    turn = store.turns(store.latest(work).id)[-1]
     assert "execute_python" not in turn.record["tools"] and "read_file" in turn.record["tools"]
+
+
+def test_plan_mode_with_the_real_model_headless(trained_agent, capsys, work):
+    from tests.agent.trained import PLAN_ANSWER, PLAN_OBJECTIVE, PLAN_STEP
+
+    code = main(["agent", PLAN_OBJECTIVE, "--plan", "--project", str(work), "--model",
+                 str(trained_agent.checkpoint), "--yes", "--json", "--temperature", "0"])
+    events = _events(capsys.readouterr().out)
+    assert code == 0
+    kinds = [e["event"] for e in events]
+    assert kinds.index("PlanProposed") < kinds.index("PlanStep") < kinds.index("ToolCallStarted")
+    assert next(e for e in events if e["event"] == "PlanProposed")["steps"] == [PLAN_STEP]
+    progress = [(e["index"], e["total"], e["status"]) for e in events if e["event"] == "PlanStep"]
+    assert progress == [(1, 1, "running"), (1, 1, "done")]
+    (ran,) = [e for e in events if e["event"] == "ToolCallFinished"]
+    assert ran["name"] == "execute_python" and json.loads(ran["output"])["stdout"] == "True\n"
+    assert events[-1]["stop_reason"] == "answer" and events[-1]["text"].endswith(PLAN_ANSWER)
+    store = SessionStore()
+    turn = store.turns(store.latest(work).id)[-1]
+    assert turn.record["plan_steps"] == [PLAN_STEP]

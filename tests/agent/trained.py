@@ -1,6 +1,7 @@
 """A nano model trained by the project's own pipeline (``assistant data tokenizer``, ``data
-prepare``, ``train``) to carry out two objectives in the chat format: a multi-step computation
-(read_file, then execute_python in the sandbox, then the answer) and a file write (write_file).
+prepare``, ``train``) to carry out three objectives in the chat format: a multi-step computation
+(read_file, then execute_python in the sandbox, then the answer), a file write (write_file), and a
+plan-mode objective (a one-step plan, then that step with execute_python).
 
 The training conversations are the exact prompts the agent builds for those objectives: a run of
 the real loop with the scripted replies records each step's prompt (the tool results come from the
@@ -28,13 +29,20 @@ DENIED = ("analyze_code", "debug_code", "search_docs", "apply_patch", "search_co
           "execute_bash", "remember")
 
 
-def scenarios() -> list[tuple[str, list[str]]]:
-    """(objective, the replies the model learns) for each objective."""
+PLAN_OBJECTIVE = "Check that add(2, 3) is 5."
+PLAN_STEP = "Compare add(2, 3) with 5 in the sandbox."
+PLAN_CODE = "exec(open('calc.py').read())\nprint(add(2, 3) == 5)"  # unlike CODE, so the two endings differ
+PLAN_ANSWER = "True: the check passes."
+
+
+def scenarios() -> list[tuple[str, list[str], bool]]:
+    """(objective, the replies the model learns, plan mode) for each objective."""
     from tests.agent.helpers import call
 
     return [(OBJECTIVE, [call("read_file", "Let me read calc.py.", path="calc.py"), call("execute_python", code=CODE),
-                         ANSWER]),
-            (NOTES_OBJECTIVE, [call("write_file", path="NOTES.md", content=NOTES), NOTES_ANSWER])]
+                         ANSWER], False),
+            (NOTES_OBJECTIVE, [call("write_file", path="NOTES.md", content=NOTES), NOTES_ANSWER], False),
+            (PLAN_OBJECTIVE, [f"1. {PLAN_STEP}", call("execute_python", code=PLAN_CODE), PLAN_ANSWER], True)]
 
 
 @dataclass
@@ -71,7 +79,7 @@ def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096)
     from trainer.data.chat_format import END
 
     docs = []
-    for index, (objective, replies) in enumerate(scenarios()):
+    for index, (objective, replies, plan) in enumerate(scenarios()):
         workdir = project.parent / f".capture-{index}"
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.copytree(project, workdir)  # writes land in a copy: the project stays pristine
@@ -80,7 +88,7 @@ def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096)
         session = AgentSession(workdir, model=model, sandbox_factory=lambda w=workdir: sandbox_factory(w), index=None,
                                settings=settings, approver=Approver(default="once"))
         with session:
-            finished = session.run_turn(objective, cancel=threading.Event())
+            finished = session.run_turn(objective, cancel=threading.Event(), plan=plan)
         assert finished.stop_reason == "answer", finished
         for (messages, tools), reply in zip(model.prompts, replies):
             fitted = fit_conversation(messages, tokenizer, reply_budget(window, settings.max_new_tokens), tools)
@@ -89,7 +97,7 @@ def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096)
     return docs
 
 
-def build(root: Path, project: Path, sandbox_factory, steps: int = 400, copies: int = 30) -> Path:
+def build(root: Path, project: Path, sandbox_factory, steps: int = 500, copies: int = 30) -> Path:
     """Tokenizer, prepared data and a nano dense model, all through the real CLI.
 
     Two passes: a first capture (provisional tokenizer) gives the text the tokenizer learns from;
