@@ -68,6 +68,8 @@ class TrainConfig:
     use_gradient_checkpointing: bool = False
     # architecture overrides (None: preset / checkpoint value)
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # LoRA: {"rank": r, "alpha": a, "targets": "all-linear"|"q_proj,v_proj"...}; None trains every weight
+    lora: dict[str, Any] | None = None
     quiet: bool = False
 
     def prefix(self, architecture: str) -> str:
@@ -287,6 +289,16 @@ class Trainer:
         if init is not None:
             model.load_state_dict(init["model"])
         model.gradient_checkpointing = cfg.use_gradient_checkpointing
+        if cfg.lora:
+            from trainer.lora import LoRAConfig, apply_lora
+
+            names = apply_lora(model, LoRAConfig(**cfg.lora))
+            if resume is not None and resume.get("lora_state"):
+                missing, unexpected = model.load_state_dict(resume["lora_state"], strict=False)
+                if unexpected:
+                    raise TrainerError(f"{resume_path} holds another adapter than --lora-targets asks for",
+                                       "resume with the LoRA flags of the interrupted run")
+            self._log_lora = f"LoRA rank {cfg.lora['rank']} on {len(names)} Linear layers (base frozen)"
         self.raw_model = model.to(self.device)
         self.total_params, self.active_params = count_parameters(self.raw_model)
 
@@ -371,6 +383,19 @@ class Trainer:
         return float(loss.detach()), aux
 
     def _save(self, name: str, step: int, resumable: bool) -> Path:
+        from trainer.checkpoint import weights_digest
+        from trainer.lora import has_lora, lora_state_dict, save_adapter
+
+        state = self.raw_model.state_dict()
+        lora_extra: dict[str, Any] = {}
+        if has_lora(self.raw_model):
+            # the base weights stay a plain checkpoint; the adapter is written beside it, on its own
+            state = {k: v for k, v in state.items() if not k.endswith((".lora_A", ".lora_B"))}
+            adapter = save_adapter(self.out_dir / f"{self.prefix}_{name}_adapter.pt", self.raw_model,
+                                   weights_digest(state), stage=self.cfg.stage, step=step)
+            lora_extra["adapter"] = str(adapter)
+            if resumable:
+                lora_extra["lora_state"] = lora_state_dict(self.raw_model)
         extra: dict[str, Any] = {
             "kind": "resumable" if resumable else "weights",
             "stage": self.cfg.stage,
@@ -389,9 +414,10 @@ class Trainer:
                 history=self.history,
                 skipped=self.skipped,
             )
+        extra.update(lora_extra)
         return save_checkpoint(
             self.out_dir / f"{self.prefix}_{name}.pth",
-            model_state=self.raw_model.state_dict(),
+            model_state=state,
             model_config=self.model_config,
             tokenizer_json=self.tokenizer.to_str(),
             tokenizer_hash=self.tokenizer.hash,
@@ -434,6 +460,8 @@ class Trainer:
             f"amp {self.autocast_dtype or 'off'} | {self.total_steps} steps x {self.tokens_per_step} tokens"
             + (f" | world {self.dist.world_size}" if self.dist.world_size > 1 else "")
         )
+        if getattr(self, "_log_lora", None):
+            self._log(self._log_lora)
         if self.start_step >= self.total_steps:
             self._log(f"nothing to do: the run already finished at step {self.start_step}")
             return self.summary()
@@ -563,6 +591,7 @@ class Trainer:
             "best_checkpoint": str(self.out_dir / f"{self.prefix}_best.pth"),
             "last_checkpoint": str(self.out_dir / f"{self.prefix}_last.pth"),
             "history": str(self.out_dir / f"{self.prefix}_history.json"),
+            "best_adapter": str(self.out_dir / f"{self.prefix}_best_adapter.pt") if self.cfg.lora else None,
             "parameters": {"total": self.total_params, "active": self.active_params},
         }
 

@@ -10,16 +10,19 @@ from assistant.commands._args import non_negative_int, positive_float, positive_
 
 ARCHITECTURES = ("dense", "mamba", "moe", "hybrid")
 SIZES = ("nano", "tiny", "medium", "large", "xlarge")
-STAGES = ("language", "code")
+STAGES = ("language", "code", "reward", "rlhf")
+METHODS = ("dpo", "kto", "ppo", "grpo")
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a model (stage 1 language, stage 2 code, ...)",
+        help="train a model (stage 1 language, stage 2 code, stage 4 reward/rlhf, ...)",
         description="Train one stage. Stage 2 continues a stage-1 checkpoint: "
-        "--stage code --checkpoint models/language_model_best.pth. Works on CUDA, MPS and CPU; "
-        "under 'torchrun --nproc_per_node=N' the same command trains on N processes (DDP).",
+        "--stage code --checkpoint models/language_model_best.pth. Stage 4: --stage reward trains a reward "
+        "model on preference pairs; --stage rlhf --method dpo|kto|ppo|grpo aligns a checkpoint "
+        "(data from 'assistant data prepare --stage rlhf'). Works on CUDA, MPS and CPU; "
+        "under 'torchrun --nproc_per_node=N' stages 1-2 train on N processes (DDP).",
     )
     p.add_argument("--stage", choices=STAGES, default="language")
     p.add_argument("--architecture", choices=ARCHITECTURES, help="default: dense, or the checkpoint's")
@@ -64,6 +67,22 @@ def register(sub) -> None:
     a.add_argument("--attention-every", type=positive_int, help="hybrid: every Nth layer attends (default 4)")
     a.add_argument("--window-size", type=positive_int, help="hybrid: sliding attention window (default 256)")
     a.add_argument("--d-state", type=positive_int, help="Mamba state size (default 16)")
+    lo = p.add_argument_group("LoRA adapters (any stage): train a low-rank adapter, base weights frozen")
+    lo.add_argument("--lora-rank", type=positive_int, help="adapter rank (e.g. 8); without it every weight trains")
+    lo.add_argument("--lora-alpha", type=positive_float, help="adapter scale alpha (default: 2 x rank)")
+    lo.add_argument("--lora-targets", default="all-linear",
+                    help="all-linear (default) or a comma list of Linear names: q_proj,k_proj,v_proj,o_proj,fc,proj,"
+                    "gate,up,in_proj,x_proj,dt_proj,out_proj")
+    r = p.add_argument_group("stage 4 (reward, rlhf)")
+    r.add_argument("--method", choices=METHODS, default="dpo", help="rlhf: dpo (default), kto, ppo or grpo")
+    r.add_argument("--beta", type=positive_float, default=0.1, help="DPO/KTO temperature (default 0.1)")
+    r.add_argument("--margin", action="store_true", help="reward: subtract each pair's margin in the Bradley-Terry loss")
+    r.add_argument("--reward-model", help="ppo: the reward model checkpoint (models/reward_model_best.pth)")
+    r.add_argument("--group-size", type=positive_int, default=4, help="grpo/ppo: samples per prompt (default 4)")
+    r.add_argument("--max-new-tokens", type=positive_int, default=64, help="ppo/grpo: sampled reply length (default 64)")
+    r.add_argument("--kl-coef", type=float, default=0.05, help="ppo/grpo: KL penalty to the reference (default 0.05)")
+    r.add_argument("--temperature", type=positive_float, default=1.0, help="ppo/grpo: sampling temperature")
+    r.add_argument("--tasks", help="grpo: JSONL of {request, solution, tests} (default: the built-in tasks)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(handler=run)
 
@@ -72,7 +91,19 @@ MODEL_FLAGS = ("norm", "position", "mlp", "n_kv_heads", "tie_embeddings", "dropo
                "aux_loss_weight", "z_loss_weight", "attention_every", "window_size", "d_state")
 
 
+def _lora(args: argparse.Namespace) -> dict | None:
+    if args.lora_rank is None:
+        if args.lora_alpha is not None:
+            from common.errors import UsageError
+
+            raise UsageError("--lora-alpha needs --lora-rank", "pass --lora-rank N too")
+        return None
+    return {"rank": args.lora_rank, "alpha": args.lora_alpha or 2.0 * args.lora_rank, "targets": args.lora_targets}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.stage in ("reward", "rlhf"):
+        return run_preferences(args)
     from trainer.loop import TrainConfig, train
 
     cfg = TrainConfig(
@@ -86,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, use_amp=args.use_amp, use_compile=args.use_compile,
         use_gradient_checkpointing=args.use_gradient_checkpointing,
         model_overrides={name: getattr(args, name) for name in MODEL_FLAGS},
+        lora=_lora(args),
         quiet=args.json,
     )
     summary = train(cfg, on_log=(lambda line: None) if args.json else _print_line)
@@ -97,6 +129,48 @@ def run(args: argparse.Namespace) -> int:
         best = summary["best_val_loss"]
         print(f"done: best val loss {best:.4f} -> {summary['best_checkpoint']}" if best is not None
               else f"done -> {summary['last_checkpoint']}")
+    return 0
+
+
+def run_preferences(args: argparse.Namespace) -> int:
+    """Stage 4: the reward model, or DPO/KTO/PPO/GRPO on a trained checkpoint."""
+    from common.errors import UsageError
+    from trainer.lora import LoRAConfig
+    from trainer.rlhf.train import PreferenceConfig, train_preferences
+
+    if not args.checkpoint:
+        raise UsageError(f"--stage {args.stage} starts from a trained model", "pass --checkpoint models/code_model_best.pth")
+    if args.resume:
+        raise UsageError(f"--resume is not supported for --stage {args.stage}", "runs of this stage are short; start again")
+    lora = _lora(args)
+    sandbox = None
+    if args.stage == "rlhf" and args.method == "grpo":
+        from pathlib import Path
+
+        from assistant.commands.sandbox import load_sandbox_settings
+
+        sandbox = load_sandbox_settings(Path.cwd())
+    cfg = PreferenceConfig(
+        method="reward" if args.stage == "reward" else args.method, checkpoint=args.checkpoint, data_dir=args.data_dir,
+        output_dir=args.output_dir, reward_model=args.reward_model,
+        steps=args.num_epochs * (args.steps_per_epoch or 100), batch_size=args.batch_size,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, weight_decay=max(0.0, args.weight_decay if args.weight_decay != 0.1 else 0.0),
+        grad_clip=args.grad_clip, beta=args.beta, use_margin=args.margin, max_len=args.seq_len or 256,
+        lora=LoRAConfig(**lora) if lora else None, seed=args.seed, device=args.device, eval_interval=args.eval_interval,
+        log_interval=args.log_interval, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, kl_coef=args.kl_coef, sandbox=sandbox, extra={"tasks": args.tasks}, quiet=args.json,
+    )
+    summary = train_preferences(cfg, on_log=(lambda line: None) if args.json else _print_line)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    if cfg.method == "reward":
+        acc = summary.get("val_accuracy")
+        print(f"done: held-out pairwise accuracy {acc:.3f} on {summary['val_pairs']} pairs "
+              f"(before training {summary['val_accuracy_before']:.3f}) -> {summary['checkpoint']}" if acc is not None
+              else f"done (no held-out pairs) -> {summary['checkpoint']}")
+    else:
+        print(f"done: {cfg.method} -> {summary['checkpoint']}" + (f" (adapter {summary['adapter']})" if summary.get("adapter") else ""))
     return 0
 
 
