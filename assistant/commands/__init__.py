@@ -13,4 +13,5 @@ COMMAND_MODULES = [
     "assistant.commands.generate",
     "assistant.commands.quantize",
     "assistant.commands.model",
+    "assistant.commands.retrain",
 ]

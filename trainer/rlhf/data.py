@@ -40,10 +40,23 @@ def assistant_message(reply: Mapping[str, Any]) -> dict:
     return message
 
 
+def _render_raw_call(prompt, reply, tokenizer) -> tuple[list[int], list[int]]:
+    """A reply whose tool call is malformed text (``tool_call_raw``): the call token, the raw text, end."""
+    from trainer.data.chat_format import END, TOOL_CALL
+
+    head = render(list(prompt), tokenizer, add_generation_prompt=True)
+    body = tokenizer.encode(reply.get("content", "")) if reply.get("content") else []
+    body += [tokenizer.token_to_id(TOOL_CALL)] + tokenizer.encode(reply["tool_call_raw"]) + [tokenizer.token_to_id(END)]
+    return head.ids + body, [0] * len(head.ids) + [1] * len(body)
+
+
 def encode(prompt: Sequence[Mapping[str, Any]], reply: Mapping[str, Any], tokenizer, max_len: int) -> Encoded:
     """Token ids of prompt + reply with the reply's mask; the prompt is cut from the left to fit."""
-    full = render([*prompt, assistant_message(reply)], tokenizer)
-    ids, mask = full.ids, full.mask
+    if reply.get("tool_call_raw") is not None:
+        ids, mask = _render_raw_call(prompt, reply, tokenizer)
+    else:
+        full = render([*prompt, assistant_message(reply)], tokenizer)
+        ids, mask = full.ids, full.mask
     if len(ids) > max_len:
         first = next((i for i, m in enumerate(mask) if m), len(ids))
         response = len(ids) - first

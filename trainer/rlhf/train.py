@@ -92,7 +92,7 @@ class PreferenceConfig:
     # continual learning: extra data instead of the prepared files
     pairs: list | None = None
     labelled: list | None = None
-    replay_tokens: Any = None  # np.ndarray of earlier stages' tokens mixed into each step
+    replay_tokens: Any = None  # earlier stages' tokens (an array, or a list: one per stage) mixed into each step
     replay_fraction: float = 0.0
     quiet: bool = False
     extra: dict = field(default_factory=dict)
@@ -175,17 +175,22 @@ class _Run:
         return norm, skipped
 
     def replay_loss(self) -> torch.Tensor | None:
-        """Next-token loss on a random window of earlier stages' data (continual learning's replay)."""
+        """Next-token loss on random windows of earlier stages' data (continual learning's replay):
+        about ``replay_fraction`` of the sequences each step sees come from there."""
         cfg = self.cfg
-        if cfg.replay_tokens is None or cfg.replay_fraction <= 0 or random.random() >= cfg.replay_fraction * 2:
+        if cfg.replay_tokens is None or cfg.replay_fraction <= 0:
             return None
         from trainer.models import lm_loss
 
         tokens = cfg.replay_tokens
+        if isinstance(tokens, (list, tuple)):  # several earlier stages: one of them per step
+            tokens = tokens[random.randrange(len(tokens))]
         seq = min(self.max_len, int(tokens.size) - 2, 128)
         if seq < 8:
             return None
-        starts = np.random.randint(0, tokens.size - seq - 1, size=max(1, cfg.batch_size // 2))
+        frac = min(cfg.replay_fraction, 0.9)
+        count = max(1, round(cfg.batch_size * frac / (1 - frac)))
+        starts = np.random.randint(0, tokens.size - seq - 1, size=count)
         x = torch.stack([torch.from_numpy(np.asarray(tokens[s : s + seq], dtype=np.int64)) for s in starts]).to(self.device)
         y = torch.stack([torch.from_numpy(np.asarray(tokens[s + 1 : s + seq + 1], dtype=np.int64)) for s in starts]).to(self.device)
         logits, _ = self.model(x)
@@ -437,6 +442,16 @@ def _encode_pairs_with_ref(run: _Run, pairs: list[dict]):
     return c_ids, c_mask, r_ids, r_mask, ref_c, ref_r
 
 
+def _pair_dpo_loss(run: _Run, pair_data, idx: list[int]) -> torch.Tensor:
+    c_ids, c_mask, r_ids, r_mask, ref_c, ref_r = pair_data
+    ids, mask = pad_batch([c_ids[i] for i in idx] + [r_ids[i] for i in idx],
+                          [c_mask[i] for i in idx] + [r_mask[i] for i in idx], device=run.device)
+    seq = sequence_logprobs(run.model, ids, mask)
+    n = len(idx)
+    losses, _, _ = dpo_loss(seq[:n], seq[n:], ref_c[idx].to(run.device), ref_r[idx].to(run.device), run.cfg.beta)
+    return losses.mean()
+
+
 def _dpo_eval(run: _Run, val) -> dict:
     if not val:
         return {}
@@ -489,6 +504,10 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
     kl_ids, kl_masks = _encode_all(run, prompts, [completions[j] for j in partner])
     ref = batched_sequence_logprobs(run.model, ids, masks, device=run.device)
     ref_kl = batched_sequence_logprobs(run.model, kl_ids, kl_masks, device=run.device)
+    # continual learning: corrections give pairs with a known better answer; DPO on them rides along
+    pairs = [p for p in (cfg.pairs or []) if pdata.is_pair(p)]
+    pair_data = _encode_pairs_with_ref(run, pairs) if pairs else None
+    pair_batches = _batches(len(pairs), cfg.batch_size, cfg.steps, cfg.seed + 1) if pairs else None
     run.attach_lora()
     params = run.trainable()
     optimizer = run.optimizer(params)
@@ -509,6 +528,8 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
         losses = kto_loss(pi[good], r[good], pi[~good], r[~good], z0, cfg.beta, lambda_d, lambda_u)
         loss = losses.sum() / n
         total = loss + (aux["aux_loss"] if aux else 0)
+        if pair_data is not None:
+            total = total + _pair_dpo_loss(run, pair_data, next(pair_batches))
         replay = run.replay_loss()
         if replay is not None:
             total = total + replay
@@ -519,7 +540,8 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
                    bad_reward=float(reward[~good].mean()) if (~good).any() else float("nan"))
     final = batched_sequence_logprobs(run.model, ids, masks, device=run.device)
     change = final - ref
-    summary = {"method": "kto", "beta": cfg.beta, "desirable": n_d, "undesirable": n_u, "lambda_d": lambda_d,
+    summary = {"method": "kto" + ("+dpo" if pairs else ""), "pairs": len(pairs), "beta": cfg.beta, "desirable": n_d,
+               "undesirable": n_u, "lambda_d": lambda_d,
                "lambda_u": lambda_u, "final_loss": run.history[-1]["loss"], "skipped_updates": run.skipped,
                "desirable_logp_change": float(change[labels].mean()) if n_d else None,
                "undesirable_logp_change": float(change[~labels].mean()) if n_u else None}
