@@ -40,7 +40,7 @@ class Registry:
     # ---- reading -------------------------------------------------------------------------------
     def load(self) -> dict:
         if not self.path.exists():
-            return {"current": None, "versions": [], "keep": DEFAULT_KEEP}
+            return {"current": None, "versions": [], "keep": DEFAULT_KEEP, "history": []}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except ValueError as exc:
@@ -48,6 +48,7 @@ class Registry:
                                "restore it from a backup or remove it and register the base model again") from exc
         data.setdefault("versions", [])
         data.setdefault("keep", DEFAULT_KEEP)
+        data.setdefault("history", [])  # ids in the order they became current (rollback walks it back)
         return data
 
     @property
@@ -105,6 +106,7 @@ class Registry:
         data["versions"].append(entry)
         if promote:
             data["current"] = entry["id"]
+            data["history"].append(entry["id"])
             entry["promoted"] = time.time()
         self._write(data)
         if promote:
@@ -116,36 +118,51 @@ class Registry:
         entry = self.version(version_id, data)
         entry["promoted"] = time.time()
         data["current"] = version_id
+        data["history"].append(version_id)
         self._write(data)
         return entry
 
     def rollback(self, to: str | None = None) -> tuple[dict, dict]:
-        """Make ``to`` (default: the version promoted before the current one) current again."""
+        """Make ``to`` current again, by default the model that was current before this one
+        (rolling back twice goes two promotions back)."""
         data = self.load()
         current = self.current(data)
         if current is None:
             raise TrainerError("no promoted model to roll back from", "run 'assistant retrain' first")
         if to is None:
-            earlier = [v for v in data["versions"] if v.get("promoted") and v["id"] != current["id"]
-                       and v["promoted"] <= current["promoted"] and self.file(v, "shipped").exists()]
-            if not earlier:
-                raise TrainerError("there is no earlier promoted model to roll back to", "see 'assistant retrain --history'")
-            target = max(earlier, key=lambda v: v["promoted"])
+            history = data["history"]
+            position = len(history) - 1
+            while position >= 0 and history[position] == current["id"]:
+                position -= 1
+            while position >= 0 and not self._on_disk(history[position], data):
+                position -= 1
+            if position < 0:
+                raise TrainerError("there is no earlier promoted model to roll back to", "see 'assistant model versions'")
+            target = self.version(history[position], data)
+            data["history"] = history[: position + 1]
         else:
             target = self.version(to, data)
-            if not self.file(target, "shipped").exists():
-                raise TrainerError(f"version {to} was pruned from disk", "pick one listed by 'assistant retrain --history'")
+            if not self._on_disk(to, data):
+                raise TrainerError(f"version {to} was pruned from disk", "pick one listed by 'assistant model versions'")
+            data["history"].append(to)
         target["promoted"] = time.time()
         target["rolled_back_from"] = current["id"]
         data["current"] = target["id"]
         self._write(data)
         return current, target
 
+    def _on_disk(self, version_id: str, data: dict) -> bool:
+        shipped = self.file(self.version(version_id, data), "shipped")
+        return shipped is not None and shipped.exists()
+
     def prune(self, data: dict | None = None) -> list[str]:
         """Keep the last ``keep`` promoted versions on disk (and always the current one)."""
         data = data or self.load()
-        promoted = sorted((v for v in data["versions"] if v.get("promoted")), key=lambda v: v["promoted"], reverse=True)
-        keep_ids = {v["id"] for v in promoted[: data.get("keep", DEFAULT_KEEP)]} | {data.get("current")}
+        recent: list[str] = []
+        for version_id in reversed(data["history"]):
+            if version_id not in recent:
+                recent.append(version_id)
+        keep_ids = set(recent[: data.get("keep", DEFAULT_KEEP)]) | {data.get("current")}
         removed = []
         for v in data["versions"]:
             path = self.versions_dir / v["id"]

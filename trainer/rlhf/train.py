@@ -352,7 +352,7 @@ def train_reward(cfg: PreferenceConfig, on_log=None) -> dict:
         loss = bradley_terry_loss(rc, rr, train_enc[2][idx].to(run.device))
         total = loss + aux["aux_loss"] if aux else loss
         grad, _ = run.step(optimizer, total, params)
-        run.record(step, lr, float(loss), grad, started, acc=float((rc > rr).float().mean()))
+        run.record(step, lr, float(loss.detach()), grad, started, acc=float((rc > rr).float().mean()))
         if step % cfg.eval_interval == 0 and step != cfg.steps and val_pairs:
             result = accuracy(val_enc)
             run.evals.append({"step": step, **result})
@@ -418,7 +418,7 @@ def train_dpo(cfg: PreferenceConfig, on_log=None) -> dict:
         if replay is not None:
             total = total + replay
         grad, _ = run.step(optimizer, total, params)
-        run.record(step, lr, float(loss), grad, started, reward_margin=float((rc - rr).mean()),
+        run.record(step, lr, float(loss.detach()), grad, started, reward_margin=float((rc - rr).mean()),
                    accuracy=float((rc > rr).float().mean()))
         if step % cfg.eval_interval == 0 and step != cfg.steps and val:
             result = _dpo_eval(run, val)
@@ -535,7 +535,7 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
             total = total + replay
         grad, _ = run.step(optimizer, total, params)
         reward = (pi - r).detach()
-        run.record(step, lr, float(loss), grad, started, z0=float(z0),
+        run.record(step, lr, float(loss.detach()), grad, started, z0=float(z0),
                    good_reward=float(reward[good].mean()) if good.any() else float("nan"),
                    bad_reward=float(reward[~good].mean()) if (~good).any() else float("nan"))
     final = batched_sequence_logprobs(run.model, ids, masks, device=run.device)
@@ -671,7 +671,7 @@ def train_ppo(cfg: PreferenceConfig, on_log=None) -> dict:
             loss = pg_loss + cfg.vf_coef * v_loss + (aux["aux_loss"] if aux else 0)
             grad, _ = run.step(optimizer, loss, params)
         mean_rewards.append(float(score.mean()))
-        run.record(step, lr, float(loss), grad, started, reward=float(score.mean()),
+        run.record(step, lr, float(loss.detach()), grad, started, reward=float(score.mean()),
                    kl=float(masked_mean(kl, tmask)), clip_frac=float(clip_frac))
     summary = {"method": "ppo", "prompts": len(prompts), "kl_coef": cfg.kl_coef, "final_loss": run.history[-1]["loss"],
                "reward_first": float(np.mean(mean_rewards[: max(1, len(mean_rewards) // 4)])),
@@ -721,7 +721,7 @@ def train_grpo(cfg: PreferenceConfig, on_log=None) -> dict:
             loss = pg_loss + cfg.kl_coef * kl + (aux["aux_loss"] if aux else 0)
             grad, _ = run.step(optimizer, loss, params)
             means.append(float(reward_t.mean()))
-            run.record(step, lr, float(loss), grad, started, reward=float(reward_t.mean()), kl=float(kl))
+            run.record(step, lr, float(loss.detach()), grad, started, reward=float(reward_t.mean()), kl=float(kl))
     summary = {"method": "grpo", "tasks": len(tasks), "group_size": cfg.group_size, "final_loss": run.history[-1]["loss"],
                "reward_first": float(np.mean(means[: max(1, len(means) // 4)])),
                "reward_last": float(np.mean(means[-max(1, len(means) // 4):])), "skipped_updates": run.skipped,
