@@ -13,5 +13,7 @@ COMMAND_MODULES = [
     "assistant.commands.generate",
     "assistant.commands.quantize",
     "assistant.commands.model",
+    "assistant.commands.agent",
+    "assistant.commands.feedback",
     "assistant.commands.retrain",
 ]
