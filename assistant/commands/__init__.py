@@ -13,4 +13,6 @@ COMMAND_MODULES = [
     "assistant.commands.generate",
     "assistant.commands.quantize",
     "assistant.commands.model",
+    "assistant.commands.agent",
+    "assistant.commands.feedback",
 ]
