@@ -43,7 +43,7 @@ for s in "${stages[@]}"; do
     tool_calling)
       [ -f "$RUN/data/tool_calling_manifest.json" ] || \
         $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data"
-      run_stage tool_calling --checkpoint "$RUN/code/code_model_best.pth" --data-dir "$RUN/data" --seq-len 1024 \
+      run_stage tool_calling --checkpoint "$RUN/code/code_model_best.pth" --data-dir "$RUN/data" --max-seq-len 2048 --seq-len 1024 \
         --batch-size 4 --steps-per-epoch "$STEPS3" --learning-rate 5e-4 --warmup-steps 30 --eval-interval 100 --log-interval 10 ;;
     quantize)
       $A quantize --checkpoint "$RUN/tool_calling/tool_calling_model_best.pth" --quantization int8 \

@@ -12,6 +12,7 @@ rank draws the same global batch and keeps its slice (see ``trainer.data.dataset
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -188,7 +189,13 @@ def _resolve_model_config(cfg: TrainConfig, init: dict | None, vocab_size: int) 
         requested = dict(overrides)
         if cfg.architecture:
             requested["architecture"] = cfg.architecture
+        window = requested.pop("max_seq_len", None)
         check_flags_against_config(config, requested, cfg.checkpoint or cfg.resume or "")
+        if window and window != config.max_seq_len:
+            if config.position != "rope" and config.architecture in ("dense", "moe"):
+                raise TrainerError(f"--max-seq-len cannot change a model with learned positions ({config.max_seq_len})",
+                                   "drop --max-seq-len")
+            config = dataclasses.replace(config, max_seq_len=window)  # RoPE/Mamba: no weights depend on it
         return config
     architecture = cfg.architecture or "dense"
     overrides.setdefault("vocab_size", vocab_size)

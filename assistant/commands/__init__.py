@@ -15,4 +15,5 @@ COMMAND_MODULES = [
     "assistant.commands.model",
     "assistant.commands.agent",
     "assistant.commands.feedback",
+    "assistant.commands.eval",
 ]

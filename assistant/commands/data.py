@@ -108,6 +108,7 @@ def _prepare_tool_calling(args: argparse.Namespace, tokenizer) -> int:
 
     from assistant.settings import load_settings, section
     from sandbox.limits import SandboxSettings
+    from assistant.agent.context import SYSTEM_PROMPT, repo_summary
     from trainer.data.tool_calling import ToolRunner, prepare_tool_calling
 
     settings = section(load_settings(Path.cwd()), "sandbox", SandboxSettings)
@@ -128,7 +129,8 @@ def _prepare_tool_calling(args: argparse.Namespace, tokenizer) -> int:
     try:
         manifest = prepare_tool_calling(args.output_dir, tokenizer, runner, num_examples=args.num_examples,
                                         heldout_examples=args.heldout_examples, val_fraction=args.val_fraction,
-                                        seed=args.seed, log=lambda line: print(line, file=sys.stderr))
+                                        seed=args.seed, log=lambda line: print(line, file=sys.stderr),
+                                        system_prompt=lambda root: f"{SYSTEM_PROMPT}\n\nRepository summary:\n{repo_summary(root)}")
     finally:
         runner.close()
     s = manifest["splits"]

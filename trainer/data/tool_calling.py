@@ -81,20 +81,22 @@ class ToolRunner:
 
 
 def compact_result(result: dict, limit: int = RESULT_STRING_LIMIT) -> str:
-    """The tool message text: the real result, long strings cut, empty/default fields dropped."""
+    """The tool message text as the agent shows it: the real result as compact JSON, each long
+    string cut in its middle (head and tail kept, with a marker saying how much went)."""
 
     def cut(value: Any) -> Any:
         if isinstance(value, str):
-            return value if len(value) <= limit else value[:limit] + "...[cut]"
+            if len(value) <= limit:
+                return value
+            keep = limit // 2
+            return value[:keep] + f"\n…[{len(value) - 2 * keep} chars truncated]…\n" + value[-keep:]
         if isinstance(value, list):
             return [cut(v) for v in value[:8]]
         if isinstance(value, dict):
             return {k: cut(v) for k, v in value.items()}
         return value
 
-    drop = {"timed_out": False, "oom_killed": False, "truncated": False, "refused": False, "note": "", "stderr": ""}
-    kept = {k: v for k, v in result.items() if not (k in drop and v == drop[k])}
-    return json.dumps(cut(kept), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(cut(result), ensure_ascii=False, separators=(",", ":"))
 
 
 # ---- examples -----------------------------------------------------------------------------------
@@ -118,12 +120,19 @@ class Example:
                     key_facts=self.key_facts, values=self.values, messages=self.messages)
 
 
+def default_system_prompt(project_root: Path) -> str:
+    return SYSTEM_PROMPT
+
+
 class Builder:
     """Collects one conversation while executing its calls."""
 
+    system_prompt: Callable[[Path], str] = staticmethod(default_system_prompt)
+
     def __init__(self, runner: ToolRunner, project: SampleProject | None, request: str) -> None:
         self.runner, self.project = runner, project
-        self.messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": request}]
+        system = self.system_prompt(project.root) if project is not None else SYSTEM_PROMPT
+        self.messages: list[dict] = [{"role": "system", "content": system}, {"role": "user", "content": request}]
 
     def call(self, name: str, arguments: dict, note: str = "", cache: bool = True) -> dict:
         self.messages.append({"role": "assistant", "content": note, "tool_call": {"name": name, "arguments": arguments}})
@@ -652,8 +661,14 @@ FAMILIES: dict[str, tuple[float, Callable, bool]] = {
 
 
 def generate(output_dir: Path, runner: ToolRunner, *, num_examples: int = 2000, heldout_examples: int = 200,
-             seed: int = 1337, log: Callable[[str], None] = lambda line: None) -> dict[str, list[Example]]:
-    """Generate the train and held-out conversations (executing every call); deterministic per seed."""
+             seed: int = 1337, log: Callable[[str], None] = lambda line: None,
+             system_prompt: Callable[[Path], str] | None = None) -> dict[str, list[Example]]:
+    """Generate the train and held-out conversations (executing every call); deterministic per seed.
+
+    ``system_prompt(project_root)`` writes each conversation's system message; pass the agent's
+    own (instructions + repository summary) so training sees what the agent will show the model.
+    """
+    Builder.system_prompt = staticmethod(system_prompt or default_system_prompt)
     work = Path(output_dir) / "tool_calling_work"
     if work.exists():
         shutil.rmtree(work)
@@ -756,7 +771,8 @@ def render_examples(examples: list, tokenizer) -> tuple[list[int], list[int], li
 
 def prepare_tool_calling(output_dir: str | Path, tokenizer, runner: ToolRunner, *, num_examples: int = 2000,
                          heldout_examples: int = 200, val_fraction: float = 0.05, seed: int = 1337,
-                         log: Callable[[str], None] = lambda line: None) -> dict:
+                         log: Callable[[str], None] = lambda line: None,
+                         system_prompt: Callable[[Path], str] | None = None) -> dict:
     """Generate, check and tokenize the stage-3 set; write the files and return the manifest.
 
     Files: tool_calling_{train,val,heldout}.jsonl (conversations), tool_calling_{train,val}.npy
@@ -774,7 +790,8 @@ def prepare_tool_calling(output_dir: str | Path, tokenizer, runner: ToolRunner, 
     started = time.time()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    sets = generate(output_dir, runner, num_examples=num_examples, heldout_examples=heldout_examples, seed=seed, log=log)
+    sets = generate(output_dir, runner, num_examples=num_examples, heldout_examples=heldout_examples, seed=seed, log=log,
+                    system_prompt=system_prompt)
     problems = check_no_leakage(sets["train"], sets["heldout"])
     if problems:
         raise TrainerError(f"held-out leakage: {problems[0]}", "this is a bug in the generator")
@@ -813,7 +830,7 @@ def prepare_tool_calling(output_dir: str | Path, tokenizer, runner: ToolRunner, 
         "families": families,
         "tool_runs": runner.calls,
         "seed": seed,
-        "chat": {"tools_style": TOOLS_STYLE, "system_prompt": SYSTEM_PROMPT},
+        "chat": {"tools_style": TOOLS_STYLE},
         "seconds": round(time.time() - started, 2),
     }
     atomic_write_text(output_dir / "tool_calling_manifest.json", json.dumps(manifest, indent=2))
