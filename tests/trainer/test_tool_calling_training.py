@@ -48,10 +48,11 @@ def tc_data(prepared, tmp_path_factory):
 def test_loss_ignores_everything_but_assistant_tokens(tc_data):
     """Changing a user/system/tool target leaves the loss unchanged; changing an assistant target changes it."""
     ids, mask = np.asarray(tc_data["ids"]), np.asarray(tc_data["mask"])
-    x, y, m = masked_windows(ids, mask, [0], 96)
+    x, y, m = masked_windows(ids, mask, [0], 1200)
     assert m.sum() > 0 and (m == 0).sum() > 0
     torch.manual_seed(0)
-    model = build_model(preset_config("nano", "dense", vocab_size=tc_data["tokenizer"].vocab_size)).eval()
+    model = build_model(preset_config("nano", "dense", vocab_size=tc_data["tokenizer"].vocab_size, position="rope",
+                                      max_seq_len=2048)).eval()
     with torch.no_grad():
         logits, _ = model(x)
         base = float(lm_loss(logits, y, m))
@@ -71,7 +72,7 @@ def test_loss_ignores_everything_but_assistant_tokens(tc_data):
 def test_stage3_training_lowers_the_assistant_loss_and_records_the_tool_style(tc_data, prepared, tmp_path):
     out = tmp_path / "tc"
     args = ["train", "--stage", "tool_calling", "--model-size", "nano", "--data-dir", str(tc_data["dir"]),
-            "--output-dir", str(out), "--batch-size", "4", "--seq-len", "128", "--steps-per-epoch", "40",
+            "--output-dir", str(out), "--batch-size", "2", "--seq-len", "1024", "--max-seq-len", "1024", "--steps-per-epoch", "30",
             "--eval-interval", "40", "--eval-batches", "1", "--learning-rate", "3e-3", "--device", "cpu",
             "--use-rope", "--json"]
     assert main(args) == 0

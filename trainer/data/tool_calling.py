@@ -501,7 +501,8 @@ def family_call_function(runner, project, rng, split):
     args = CALL_ARGS[base](rng, _number_pool(split))
     template = _pick_template(CALL_TEMPLATES, split, rng)
     b = Builder(runner, project, _vary(template.format(fn=fn.name, args=args, module=fn.module), rng))
-    code = f"from {fn.module} import {fn.name}\nprint({fn.name}({args}))"
+    # execute_python runs a file under /tmp, so the project (the working directory) goes on sys.path first
+    code = f"import sys\nsys.path.insert(0, '.')\nfrom {fn.module} import {fn.name}\nprint({fn.name}({args}))"
     result = b.call("execute_python", {"code": code})
     out = (result.get("stdout") or "").strip()
     if not result.get("ok") or not out:
