@@ -23,8 +23,8 @@ def register(sub) -> None:
 
     prep = dsub.add_parser("prepare", help="tokenize a corpus into <stage>_train.npy / <stage>_val.npy; "
                            "--stage rlhf builds checked preference pairs")
-    prep.add_argument("--stage", choices=("language", "code", "rlhf"), required=True)
-    prep.add_argument("--input", nargs="+", metavar="PATH", help="files or directories (language, code)")
+    prep.add_argument("--stage", choices=("language", "code", "tool_calling", "rlhf"), required=True)
+    prep.add_argument("--input", nargs="+", metavar="PATH", help="files or directories (language and code stages)")
     prep.add_argument("--tokenizer", default="data/tokenizer/tokenizer.json")
     prep.add_argument("--output-dir", default="data/processed")
     prep.add_argument("--val-fraction", type=fraction, help="held-out share (default 0.05; rlhf 0.2)")
@@ -38,6 +38,12 @@ def register(sub) -> None:
     prep.add_argument("--sources", default="tests,analysis,tool_call,feedback",
                       help="rlhf: which pair sources (default: tests,analysis,tool_call,feedback)")
     prep.add_argument("--feedback", metavar="PATH", help="rlhf: a feedback export (JSONL) to add pairs and thumbs from")
+    tc = prep.add_argument_group("tool_calling stage (conversations with real tool results, run in the sandbox)")
+    tc.add_argument("--num-examples", type=positive_int, default=2000, help="training conversations (default 2000)")
+    tc.add_argument("--heldout-examples", type=positive_int, default=200, help="held-out conversations for 'assistant eval'")
+    tc.add_argument("--sandbox-backend", choices=("auto", "docker", "bwrap", "none"),
+                    help="where the calls run (default: the [sandbox] setting; 'none' runs on the host, refused unless named)")
+    tc.add_argument("--sandbox-image", help="docker image (default: the [sandbox] setting)")
     prep.set_defaults(handler=run_prepare)
 
     dl = dsub.add_parser("download", help="download a public corpus (needs the internet)")
@@ -94,15 +100,17 @@ def run_prepare_rlhf(args: argparse.Namespace) -> int:
 def run_prepare(args: argparse.Namespace) -> int:
     if args.stage == "rlhf":
         return run_prepare_rlhf(args)
-    if not args.input:
-        from common.errors import UsageError
-
-        raise UsageError(f"--stage {args.stage} needs --input", "pass the corpus files or directories")
     from trainer.data.corpora import CorpusReport, iter_text_documents
     from trainer.data.prepare import prepare_stage
     from trainer.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(args.tokenizer)
+    if args.stage == "tool_calling":
+        return _prepare_tool_calling(args, tokenizer)
+    if not args.input:
+        from common.errors import UsageError
+
+        raise UsageError(f"--input is required for the {args.stage} stage", "pass files or directories")
     report = CorpusReport()
     if args.stage == "code":
         docs = _code_documents(args.input, report, args)
@@ -115,6 +123,45 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"{len(manifest['sources'])} files ({manifest['documents']['train'] + manifest['documents']['val']} documents; "
         f"skipped: {skipped}) -> {args.output_dir}"
     )
+    return 0
+
+
+def _prepare_tool_calling(args: argparse.Namespace, tokenizer) -> int:
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    from assistant.settings import load_settings, section
+    from sandbox.limits import SandboxSettings
+    from assistant.agent.context import SYSTEM_PROMPT, repo_summary
+    from trainer.data.tool_calling import ToolRunner, prepare_tool_calling
+
+    settings = section(load_settings(Path.cwd()), "sandbox", SandboxSettings)
+    changes = {k: v for k, v in (("backend", args.sandbox_backend), ("image", args.sandbox_image)) if v}
+    settings = dataclasses.replace(settings, **changes)
+    if settings.backend == "auto":
+        from sandbox.factory import probe
+
+        chosen = probe(settings).chosen
+        if chosen == "none":
+            from sandbox import SandboxError
+
+            raise SandboxError("no sandbox here (no Docker engine, bubblewrap does not work)",
+                               "start dockerd, install bubblewrap, or pass --sandbox-backend none to run the calls on the host")
+        settings = dataclasses.replace(settings, backend=chosen)
+    print(f"tool_calling: running every call in the {settings.backend} sandbox", file=sys.stderr)
+    runner = ToolRunner(settings)
+    try:
+        manifest = prepare_tool_calling(args.output_dir, tokenizer, runner, num_examples=args.num_examples,
+                                        heldout_examples=args.heldout_examples, val_fraction=args.val_fraction or 0.05,
+                                        seed=args.seed, log=lambda line: print(line, file=sys.stderr),
+                                        system_prompt=lambda root: f"{SYSTEM_PROMPT}\n\nRepository summary:\n{repo_summary(root)}")
+    finally:
+        runner.close()
+    s = manifest["splits"]
+    print(f"tool_calling: {s['train']['conversations']} train + {s['val']['conversations']} val + "
+          f"{manifest['heldout_conversations']} held-out conversations; {manifest['train_tokens']:,} train tokens "
+          f"({s['train']['target_tokens']:,} targets); {manifest['tool_runs']} real tool runs -> {args.output_dir}")
     return 0
 
 

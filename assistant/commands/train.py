@@ -10,7 +10,7 @@ from assistant.commands._args import non_negative_int, positive_float, positive_
 
 ARCHITECTURES = ("dense", "mamba", "moe", "hybrid")
 SIZES = ("nano", "tiny", "medium", "large", "xlarge")
-STAGES = ("language", "code", "reward", "rlhf")
+STAGES = ("language", "code", "tool_calling", "reward", "rlhf")
 METHODS = ("dpo", "kto", "ppo", "grpo")
 
 
@@ -54,6 +54,11 @@ def register(sub) -> None:
     o.add_argument("--use-amp", action="store_true", help="mixed precision (bf16, or fp16 + scaler on older CUDA)")
     o.add_argument("--use-gradient-checkpointing", action="store_true")
     a = p.add_argument_group("architecture (from scratch only; a checkpoint's own values win)")
+    a.add_argument("--d-model", type=positive_int, help="width (default: the size preset's)")
+    a.add_argument("--n-layers", type=positive_int, help="depth (default: the size preset's)")
+    a.add_argument("--n-heads", type=positive_int, help="attention heads (default: the size preset's)")
+    a.add_argument("--d-ff", type=positive_int, help="MLP hidden size (default: the size preset's)")
+    a.add_argument("--max-seq-len", type=positive_int, help="context window (default: the size preset's)")
     a.add_argument("--use-rmsnorm", action="store_const", const="rmsnorm", dest="norm", help="RMSNorm instead of LayerNorm")
     a.add_argument("--use-rope", action="store_const", const="rope", dest="position", help="RoPE instead of learned positions")
     a.add_argument("--use-swiglu", action="store_const", const="swiglu", dest="mlp", help="SwiGLU instead of the GELU MLP")
@@ -87,7 +92,7 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-MODEL_FLAGS = ("norm", "position", "mlp", "n_kv_heads", "tie_embeddings", "dropout", "num_experts", "top_k",
+MODEL_FLAGS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "norm", "position", "mlp", "n_kv_heads", "tie_embeddings", "dropout", "num_experts", "top_k",
                "aux_loss_weight", "z_loss_weight", "attention_every", "window_size", "d_state")
 
 
