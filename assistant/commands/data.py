@@ -37,7 +37,7 @@ def register(sub) -> None:
     prep.add_argument("--max-tasks", type=positive_int, help="rlhf: use only the first N tasks")
     prep.add_argument("--sources", default="tests,analysis,tool_call,feedback",
                       help="rlhf: which pair sources (default: tests,analysis,tool_call,feedback)")
-    prep.add_argument("--feedback", metavar="PATH", help="rlhf: a feedback export (JSONL) to add pairs and thumbs from")
+    prep.add_argument("--feedback", metavar="PATH", help="rlhf: the feedback store (.db) or its JSONL export: adds pairs and thumbs")
     tc = prep.add_argument_group("tool_calling stage (conversations with real tool results, run in the sandbox)")
     tc.add_argument("--num-examples", type=positive_int, default=2000, help="training conversations (default 2000)")
     tc.add_argument("--heldout-examples", type=positive_int, default=200, help="held-out conversations for 'assistant eval'")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from assistant.commands._args import non_negative_int, positive_float, positive_int
 
-DEFAULT_FEEDBACK = ".assistant/feedback.jsonl"
 
 
 def register(sub) -> None:
@@ -19,7 +18,8 @@ def register(sub) -> None:
         "no gate metric regresses beyond noise. Runs never overlap (a lock), and a killed run leaves the "
         "promoted model untouched.")
     p.add_argument("--models-dir", default="models", help="where promoted versions live (default: models)")
-    p.add_argument("--feedback", default=DEFAULT_FEEDBACK, help=f"the feedback export (default: {DEFAULT_FEEDBACK})")
+    p.add_argument("--feedback", help="the feedback store (.db) or a JSONL export of it "
+                   "(default: the store, $XDG_DATA_HOME/assistant/feedback.db)")
     p.add_argument("--data-dir", default="data/processed", help="earlier stages' data: replay and perplexity gate")
     p.add_argument("--base", help="first run only: the checkpoint to start from (e.g. models/code_model_best.pth)")
     p.add_argument("--if-new-feedback", type=non_negative_int, default=1, metavar="N",
@@ -37,6 +37,10 @@ def register(sub) -> None:
     p.add_argument("--keep", type=positive_int, default=5, help="promoted versions kept on disk (default 5)")
     p.add_argument("--candidate-adapter", metavar="PATH", help="gate and promote this adapter instead of training one")
     p.add_argument("--gate-z", type=positive_float, default=2.0, help="noise band in standard errors (default 2)")
+    p.add_argument("--gate-heldout", type=non_negative_int, default=40, metavar="N",
+                   help="held-out tool-call conversations in the gate (default 40; 0 turns it off)")
+    p.add_argument("--gate-tasks", type=non_negative_int, default=8, metavar="N",
+                   help="end-to-end agent tasks in the gate (default 8; 0 turns it off)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_retrain)
@@ -53,13 +57,13 @@ def register(sub) -> None:
     rem.set_defaults(handler=run_schedule_remove)
 
 
-def _eval_suite_metrics():
-    """The evaluation suite's paired gate metrics, when it is installed (tool calls, end-to-end)."""
-    try:
-        from assistant.eval import gate_metrics  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return lambda current, candidate: gate_metrics(current, candidate, Path.cwd())
+def _eval_suite_metrics(args: argparse.Namespace):
+    """The evaluation suite's paired gate metrics (tool calls, end-to-end tasks in the sandbox)."""
+    from assistant.commands.sandbox import load_sandbox_settings
+    from assistant.retrain_gate import make_eval_metrics
+
+    return make_eval_metrics(Path(args.data_dir), load_sandbox_settings(Path.cwd()), args.gate_heldout, args.gate_tasks,
+                             z=args.gate_z, log=_print)
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -79,14 +83,16 @@ def run_retrain(args: argparse.Namespace) -> int:
         from common.errors import UsageError
 
         raise UsageError(f"--replay-fraction {args.replay_fraction} must be in [0, 1)")
+    from feedback import default_feedback_path
+
     settings = RetrainSettings(
-        models_dir=args.models_dir, feedback=args.feedback, data_dir=args.data_dir, base=args.base,
+        models_dir=args.models_dir, feedback=args.feedback or str(default_feedback_path()), data_dir=args.data_dir, base=args.base,
         if_new_feedback=args.if_new_feedback, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, beta=args.beta,
         replay_fraction=args.replay_fraction, quantization=args.quantization, keep=args.keep,
         candidate_adapter=args.candidate_adapter, seed=args.seed, gate=GateSettings(z=args.gate_z),
     )
-    report = retrain(settings, log=(lambda line: None) if args.json else _print, extra_metrics=_eval_suite_metrics())
+    report = retrain(settings, log=(lambda line: None) if args.json else _print, extra_metrics=_eval_suite_metrics(args))
     if args.json:
         print(json.dumps(report, indent=1, default=str))
     elif report["decision"] != "skipped":

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from assistant.cli import main
-from trainer.continual.feedback import append_feedback
+from feedback import FeedbackStore
 from trainer.continual.registry import Registry, promoted_model
 
 BAD_PROMPT = [{"role": "user", "content": "What does the json module do?"}]
@@ -32,14 +32,18 @@ GOOD = [
 ]
 
 
-def _record(i: int, prompt, response, rating: int) -> dict:
-    return {"id": f"turn-{i}", "created": time.time() + i * 1e-3, "rating": rating, "prompt": prompt, "response": response}
+def _rate(store: FeedbackStore, i: int, prompt, response: dict, value: int, kind: str = "rating") -> None:
+    """What the app stores when the user rates a turn (the real feedback store)."""
+    store.add(kind=kind, value=value, session_id="s1", turn_id=f"t{i}", messages=prompt, response=response["content"],
+              model_id="language_model_best.pth@200")
 
 
 def _feedback(path: Path) -> None:
-    records = [_record(0, BAD_PROMPT, BAD_ANSWER, -1)]
-    records += [_record(i + 1, p, r, +1) for i, (p, r) in enumerate(GOOD)]
-    append_feedback(path, records)
+    with FeedbackStore(path) as store:
+        _rate(store, 0, BAD_PROMPT, {"content": "It is a module."}, +1)
+        _rate(store, 0, BAD_PROMPT, BAD_ANSWER, -1)  # the same turn re-rated: the newest rating counts
+        for i, (p, r) in enumerate(GOOD, 1):
+            _rate(store, i, p, r, +1)
 
 
 def _logp(checkpoint: Path, prompt, reply) -> float:
@@ -58,14 +62,14 @@ def _digest(path: Path) -> str:
 
 def _retrain_args(models: Path, feedback: Path, prepared, *extra: str) -> list[str]:
     return ["retrain", "--models-dir", str(models), "--feedback", str(feedback), "--data-dir", str(prepared["data"]),
-            "--steps", "30", "--batch-size", "8", *extra]
+            "--steps", "30", "--batch-size", "8", "--gate-tasks", "2", *extra]
 
 
 @pytest.fixture(scope="module")
 def promoted(trained_nano, prepared, tmp_path_factory):
     """A first retrain: base registered, thumbs applied, candidate gated and promoted."""
     root = tmp_path_factory.mktemp("continual")
-    models, feedback = root / "models", root / "feedback.jsonl"
+    models, feedback = root / "models", root / "feedback.db"
     _feedback(feedback)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -94,7 +98,8 @@ def test_retrain_lowers_the_bad_answer_and_the_gate_holds(promoted, capsys):
     assert report["data"]["thumbs_down"] == 1 and report["data"]["thumbs_up"] == 4
     assert report["data"]["replay_sources"] and report["data"]["replay_fraction"] == 0.1
     gate = {row["name"]: row for row in report["gate"]}
-    for name in ("perplexity:language", "perplexity:code", "feedback:thumbs_down_logp", "feedback:thumbs_up_logp"):
+    for name in ("perplexity:language", "perplexity:code", "feedback:thumbs_down_logp", "feedback:thumbs_up_logp",
+                 "end_to_end:success"):
         assert gate[name]["measured"] and not gate[name]["regressed"], gate[name]
     losses = report["training"]["losses"]
     assert len(losses) == 30 and min(losses[-5:]) < losses[0]
@@ -131,6 +136,7 @@ def test_a_regressing_candidate_is_refused_and_the_current_model_stays(promoted,
     assert main(_retrain_args(promoted["models"], promoted["feedback"], prepared, "--candidate-adapter", str(bad))) == 0
     out = capsys.readouterr().out
     assert "refused: regressed: perplexity:language" in out
+    assert "REGRESSED" in out and "end_to_end:success" in out
     assert registry.current()["id"] == current["id"] and _digest(shipped) == digest
     assert not list((promoted["models"] / "continual" / "versions").glob("*.partial"))
     assert main(["retrain", "--models-dir", str(promoted["models"]), "--history"]) == 0
@@ -143,12 +149,13 @@ def test_kill_9_during_retrain_leaves_the_promoted_model_intact(promoted, prepar
     registry_bytes = registry.path.read_bytes()
     shipped = registry.file(registry.current(), "shipped")
     digest = _digest(shipped)
-    feedback = tmp_path / "more.jsonl"
+    feedback = tmp_path / "more.db"
     feedback.write_bytes(promoted["feedback"].read_bytes())
-    append_feedback(feedback, [_record(100, BAD_PROMPT, {"content": "It formats the disk."}, -1)])
+    with FeedbackStore(feedback) as store:
+        _rate(store, 100, BAD_PROMPT, {"content": "It formats the disk."}, -1, kind="undone_turn")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", *_retrain_args(promoted["models"], feedback, prepared)[:-4],
-                             "--steps", "5000", "--batch-size", "8"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", *_retrain_args(promoted["models"], feedback, prepared),
+                             "--steps", "5000"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         for line in proc.stdout:  # wait until training has begun

@@ -40,6 +40,8 @@ class GateSettings:
 
 @dataclass
 class MetricResult:
+    """One row of the gate table; ``tolerance``: how much worse the candidate may be (noise)."""
+
     name: str
     current: float | None
     candidate: float | None
@@ -81,7 +83,7 @@ def load_for_eval(path: str | Path):
     return model.eval(), tokenizer, payload
 
 
-def _paired(name: str, cur: np.ndarray, cand: np.ndarray, better: str, floor: float, z: float, note: str = "") -> MetricResult:
+def paired(name: str, cur: np.ndarray, cand: np.ndarray, better: str, floor: float, z: float, note: str = "") -> MetricResult:
     diff = cand - cur if better == "lower" else cur - cand  # positive: the candidate is worse
     n = len(diff)
     se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
@@ -123,7 +125,7 @@ def perplexity_metrics(current, candidate, data_dir: str | Path | None, tokenize
         tokens = np.asarray(open_tokens(path))
         cur = window_losses(current, tokens, settings.seq_len, settings.windows)
         cand = window_losses(candidate, tokens, settings.seq_len, settings.windows)
-        r = _paired(f"perplexity:{stage}", cur, cand, "lower", settings.perplexity_floor * float(cur.mean()), settings.z)
+        r = paired(f"perplexity:{stage}", cur, cand, "lower", settings.perplexity_floor * float(cur.mean()), settings.z)
         r.note = f"ppl {math.exp(min(r.current, 50)):.2f} -> {math.exp(min(r.candidate, 50)):.2f}"
         results.append(r)
     return results
@@ -147,13 +149,13 @@ def feedback_metrics(current, candidate, tokenizer, labelled: list[dict], pairs:
             continue
         cur = _per_token_logprobs(current, tokenizer, items, max_len)
         cand = _per_token_logprobs(candidate, tokenizer, items, max_len)
-        results.append(_paired(name, cur, cand, better, settings.feedback_floor, settings.z, note))
+        results.append(paired(name, cur, cand, better, settings.feedback_floor, settings.z, note))
     if pairs:
         chosen = [(p["prompt"], p["chosen"]) for p in pairs]
         rejected = [(p["prompt"], p["rejected"]) for p in pairs]
         cur = _per_token_logprobs(current, tokenizer, chosen, max_len) - _per_token_logprobs(current, tokenizer, rejected, max_len)
         cand = _per_token_logprobs(candidate, tokenizer, chosen, max_len) - _per_token_logprobs(candidate, tokenizer, rejected, max_len)
-        results.append(_paired("feedback:correction_margin", cur, cand, "higher", settings.feedback_floor, settings.z, note))
+        results.append(paired("feedback:correction_margin", cur, cand, "higher", settings.feedback_floor, settings.z, note))
     return results
 
 

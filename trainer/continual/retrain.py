@@ -119,9 +119,9 @@ def register_base(registry: Registry, checkpoint: str | Path, quantization: str,
 
 
 def _split_feedback(pairs: list[dict], labelled: list[dict]) -> tuple[list, list, list, list, bool]:
-    """Hold out every 5th item (by a stable hash of its id) when there are at least 5; otherwise the
-    gate measures the trained items and says so."""
-    if len(pairs) + len(labelled) < 5:
+    """Hold out about every 5th item (by a stable hash of its id) when there are at least 10; with
+    fewer, every rating is needed for training and the gate measures the trained items (and says so)."""
+    if len(pairs) + len(labelled) < 10:
         return pairs, labelled, pairs, labelled, False
 
     def held(record: dict) -> bool:
