@@ -81,6 +81,10 @@ def register(sub) -> None:
     r = p.add_argument_group("stage 4 (reward, rlhf)")
     r.add_argument("--method", choices=METHODS, default="dpo", help="rlhf: dpo (default), kto, ppo or grpo")
     r.add_argument("--beta", type=positive_float, default=0.1, help="DPO/KTO temperature (default 0.1)")
+    r.add_argument("--sft-weight", type=float, default=0.0,
+                   help="dpo/kto: add this x the NLL of the preferred answers (RPO; keeps perplexity from collapsing)")
+    r.add_argument("--replay-fraction", type=float, default=0.1,
+                   help="dpo/kto: share of stage 1-2 data (from --data-dir) mixed into each step (default 0.1; 0 turns it off)")
     r.add_argument("--margin", action="store_true", help="reward: subtract each pair's margin in the Bradley-Terry loss")
     r.add_argument("--reward-model", help="ppo: the reward model checkpoint (models/reward_model_best.pth)")
     r.add_argument("--group-size", type=positive_int, default=4, help="grpo/ppo: samples per prompt (default 4)")
@@ -155,15 +159,24 @@ def run_preferences(args: argparse.Namespace) -> int:
         from assistant.commands.sandbox import load_sandbox_settings
 
         sandbox = load_sandbox_settings(Path.cwd())
+    if not 0 <= args.replay_fraction < 1:
+        raise UsageError(f"--replay-fraction {args.replay_fraction} must be in [0, 1)")
+    replay = None
+    if args.stage == "rlhf" and args.method in ("dpo", "kto") and args.replay_fraction > 0:
+        from trainer.checkpoint import load_checkpoint
+        from trainer.continual.retrain import replay_tokens
+
+        replay, _ = replay_tokens(args.data_dir, load_checkpoint(args.checkpoint).get("tokenizer_hash"))
     cfg = PreferenceConfig(
         method="reward" if args.stage == "reward" else args.method, checkpoint=args.checkpoint, data_dir=args.data_dir,
         output_dir=args.output_dir, reward_model=args.reward_model,
         steps=args.num_epochs * (args.steps_per_epoch or 100), batch_size=args.batch_size,
-        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, weight_decay=max(0.0, args.weight_decay if args.weight_decay != 0.1 else 0.0),
-        grad_clip=args.grad_clip, beta=args.beta, use_margin=args.margin, max_len=args.seq_len or 256,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, weight_decay=0.0 if args.weight_decay == 0.1 else args.weight_decay,  # the pretraining default does not apply
+        grad_clip=args.grad_clip, beta=args.beta, sft_weight=args.sft_weight, use_margin=args.margin, max_len=args.seq_len or 256,
         lora=LoRAConfig(**lora) if lora else None, seed=args.seed, device=args.device, eval_interval=args.eval_interval,
         log_interval=args.log_interval, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, kl_coef=args.kl_coef, sandbox=sandbox, extra={"tasks": args.tasks}, quiet=args.json,
+        temperature=args.temperature, kl_coef=args.kl_coef, sandbox=sandbox,
+        replay_tokens=replay or None, replay_fraction=args.replay_fraction if replay else 0.0, extra={"tasks": args.tasks}, quiet=args.json,
     )
     summary = train_preferences(cfg, on_log=(lambda line: None) if args.json else _print_line)
     if args.json:

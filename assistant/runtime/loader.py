@@ -66,6 +66,7 @@ def load(path: str | Path, device: str = "auto", dtype: str | None = None, adapt
     target = choose_device(device)
     if dtype is not None and dtype not in DTYPES:
         raise UsageError(f"unknown dtype '{dtype}'", "use float32, bfloat16 or float16")
+    path = resolve_model_path(path)
     model, tokenizer, payload = load_model(path)
     if adapter is not None:
         from trainer.lora import load_adapter
@@ -93,6 +94,21 @@ def load(path: str | Path, device: str = "auto", dtype: str | None = None, adapt
         else:
             loaded.activation_dtype, _ = choose_activation_dtype(model, target)
     return loaded
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A checkpoint file as given; a models directory means its promoted model (stage 10's registry),
+    read once, so a promotion happening meanwhile gives the old model or the new one, never a mix."""
+    from trainer.continual.registry import promoted_model
+
+    path = Path(path)
+    if path.is_dir():
+        promoted = promoted_model(path)
+        if promoted is None:
+            raise UsageError(f"{path} is a directory without a promoted model",
+                             "pass a checkpoint file, or run 'assistant retrain --base CHECKPOINT' there first")
+        return promoted
+    return path
 
 
 def _move_quantized(model, device: torch.device, float_dtype: torch.dtype) -> None:

@@ -106,8 +106,8 @@ def test_retrain_lowers_the_bad_answer_and_the_gate_holds(promoted, capsys):
     # the runtime loads exactly the promoted, quantized artifact
     from assistant.runtime import load
 
-    loaded = load(promoted_model(promoted["models"]), device="cpu")
-    assert loaded.quantization and loaded.quantization["mode"] == "int8"
+    loaded = load(promoted["models"], device="cpu")  # a models directory means its promoted model
+    assert loaded.path == new_shipped and loaded.quantization["mode"] == "int8"
 
 
 def test_no_new_feedback_means_nothing_happens(promoted, prepared, capsys):

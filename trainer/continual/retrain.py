@@ -135,7 +135,7 @@ def _split_feedback(pairs: list[dict], labelled: list[dict]) -> tuple[list, list
     return tp, tl, hp, hl, True
 
 
-def _replay_tokens(data_dir: str, tokenizer_hash: str | None) -> tuple[list, list[str]]:
+def replay_tokens(data_dir: str, tokenizer_hash: str | None) -> tuple[list, list[str]]:
     import numpy as np
 
     from trainer.data.dataset import open_tokens
@@ -224,7 +224,7 @@ def _run(registry: Registry, s: RetrainSettings, log: Callable[[str], None], ext
     staging = registry.new_run_dir(run_id)
     current_float = registry.file(current, "float")
     base_payload = load_checkpoint(current_float)
-    replay, replay_sources = _replay_tokens(s.data_dir, base_payload.get("tokenizer_hash"))
+    replay, replay_sources = replay_tokens(s.data_dir, base_payload.get("tokenizer_hash"))
     del base_payload
     report["data"]["replay_sources"] = replay_sources
     report["data"]["replay_fraction"] = s.replay_fraction if replay else 0.0

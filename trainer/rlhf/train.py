@@ -71,6 +71,7 @@ class PreferenceConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     beta: float = 0.1
+    sft_weight: float = 0.0  # DPO/KTO: + this x the per-token NLL of the preferred answers (RPO), against collapse
     use_margin: bool = False  # reward: subtract each pair's margin (Llama 2)
     max_len: int = 256
     lora: LoRAConfig | None = None
@@ -414,6 +415,8 @@ def train_dpo(cfg: PreferenceConfig, on_log=None) -> dict:
         losses, rc, rr = dpo_loss(seq[:n], seq[n:], ref_c[idx].to(run.device), ref_r[idx].to(run.device), cfg.beta)
         loss = losses.mean()
         total = loss + (aux["aux_loss"] if aux else 0)
+        if cfg.sft_weight:
+            total = total - cfg.sft_weight * (seq[:n] / tmask[:n].sum(-1).clamp(min=1.0)).mean()
         replay = run.replay_loss()
         if replay is not None:
             total = total + replay
@@ -427,7 +430,7 @@ def train_dpo(cfg: PreferenceConfig, on_log=None) -> dict:
     if after:
         run.evals.append({"step": cfg.steps, **after})
         run.log(f"step {cfg.steps} | held-out DPO loss {after['loss']:.4f} | preference accuracy {after['accuracy']:.3f}")
-    summary = {"method": "dpo", "beta": cfg.beta, "train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
+    summary = {"method": "dpo", "beta": cfg.beta, "sft_weight": cfg.sft_weight, "replay_fraction": cfg.replay_fraction, "train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
                "val_before": before, "val_after": after, "final_loss": run.history[-1]["loss"], "skipped_updates": run.skipped}
     return run.save_policy(summary)
 
@@ -517,7 +520,7 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
         lr = run.set_lr(optimizer, step - 1)
         batch_ids, batch_mask = pad_batch([ids[i] for i in idx] + [kl_ids[i] for i in idx],
                                           [masks[i] for i in idx] + [kl_masks[i] for i in idx], device=run.device)
-        logp, _, aux = token_logprobs(run.model, batch_ids, batch_mask)
+        logp, batch_tmask, aux = token_logprobs(run.model, batch_ids, batch_mask)
         seq = logp.sum(-1)
         n = len(idx)
         pi, pi_kl = seq[:n], seq[n:]
@@ -528,6 +531,9 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
         losses = kto_loss(pi[good], r[good], pi[~good], r[~good], z0, cfg.beta, lambda_d, lambda_u)
         loss = losses.sum() / n
         total = loss + (aux["aux_loss"] if aux else 0)
+        if cfg.sft_weight and good.any():
+            per_token = pi / batch_tmask[:n].sum(-1).clamp(min=1.0)
+            total = total - cfg.sft_weight * per_token[good].mean()
         if pair_data is not None:
             total = total + _pair_dpo_loss(run, pair_data, next(pair_batches))
         replay = run.replay_loss()
