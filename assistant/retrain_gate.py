@@ -8,8 +8,9 @@ It lives on the application side because it drives the agent and the sandbox; th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from assistant.cli import main  # noqa: E402
+from assistant.cli import main
 
 
 def run(*argv: str) -> None:
@@ -57,7 +57,7 @@ def main_(args: argparse.Namespace) -> None:
     (root / ".assistant").mkdir(exist_ok=True)
     (root / ".assistant" / "settings.toml").write_text('[sandbox]\nbackend = "docker"\nimage = "assistant-sandbox:bookworm"\n')
     scale = args.steps_scale
-    steps = lambda n: str(max(1, int(n * scale)))  # noqa: E731
+    steps = lambda n: str(max(1, int(n * scale)))
     text, code = write_text_corpus(root / "corpus" / "text"), write_code_corpus(root / "corpus" / "code")
     tok, data, models = root / "tokenizer.json", root / "data", root / "models"
     run("data", "tokenizer", "--input", str(text), "--code-input", str(code), "--glob", "*.py", "--vocab-size", "2048",

@@ -9,7 +9,6 @@ from pathlib import Path
 from assistant.commands._args import non_negative_int, positive_float, positive_int
 
 
-
 def register(sub) -> None:
     p = sub.add_parser(
         "retrain", help="learn from new feedback: train an adapter, gate it, promote it or keep the current model",
@@ -101,9 +100,8 @@ def run_retrain(args: argparse.Namespace) -> int:
 
 
 def run_schedule_install(args: argparse.Namespace) -> int:
-    from common.errors import UsageError
-
     from assistant.schedule import Job, install
+    from common.errors import UsageError
 
     try:
         hour, minute = (int(x) for x in args.at.split(":"))

@@ -131,8 +131,8 @@ def test_reward_model_beats_chance_on_held_out_pairs(trained_nano, rlhf_data, tm
 
 def test_dpo_prefers_the_chosen_answers_on_held_out_pairs(trained_nano, rlhf_data, tmp_path):
     out = tmp_path / "dpo"
-    assert main(_rlhf_args(trained_nano, rlhf_data, out, "--stage", "rlhf", "--method", "dpo", "--steps-per-epoch", "25",
-                           "--lora-rank", "8", "--learning-rate", "2e-3")) == 0
+    assert main(_rlhf_args(trained_nano, rlhf_data, out, "--stage", "rlhf", "--method", "dpo", "--steps-per-epoch", "30",
+                           "--lora-rank", "8", "--learning-rate", "1e-3")) == 0
     summary = json.loads((out / "rlhf_history.json").read_text())["summary"]
     before, after = summary["val_before"], summary["val_after"]
     assert before["loss"] == pytest.approx(math.log(2), abs=1e-5)

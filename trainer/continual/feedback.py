@@ -23,7 +23,6 @@ from pathlib import Path
 
 from trainer import TrainerError
 
-
 IMPLICIT_NEGATIVE = ("undone_turn", "rejected_approval")
 
 

@@ -18,9 +18,10 @@ Thumbs are one signal among several: a candidate that pleases the rater but lose
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -22,9 +22,9 @@ import secrets
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from common.atomic import atomic_write_text
 from trainer import TrainerError
@@ -69,7 +69,7 @@ class RetrainLock:
         self.path = path
         self.handle = None
 
-    def __enter__(self) -> "RetrainLock":
+    def __enter__(self) -> RetrainLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,4 +304,4 @@ def format_history(reports: list[dict]) -> list[str]:
     return lines
 
 
-__all__ = ["RetrainSettings", "retrain", "history", "format_history", "format_metric", "RetrainBusy"]
+__all__ = ["RetrainBusy", "RetrainSettings", "format_history", "format_metric", "history", "retrain"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from common.atomic import atomic_write_text
 from trainer import TrainerError

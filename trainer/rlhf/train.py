@@ -19,9 +19,10 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +30,8 @@ import torch
 from common.atomic import atomic_write_text
 from common.device import choose_device
 from trainer import TrainerError
-from trainer.lora import LoRAConfig, apply_lora, has_lora, lora_parameters, merge_lora, save_adapter
 from trainer.loop import apply_update, lr_at
+from trainer.lora import LoRAConfig, apply_lora, has_lora, lora_parameters, merge_lora, save_adapter
 from trainer.rlhf import data as pdata
 from trainer.rlhf.logprobs import batched_sequence_logprobs, pad_batch, sequence_logprobs, token_logprobs
 from trainer.rlhf.losses import (
@@ -574,6 +575,9 @@ def _sample(run: _Run, prompt_ids: list[int], seed: int) -> list[int]:
     params = SamplingParams(temperature=run.cfg.temperature, seed=seed)
     out = list(decode_tokens(run.model, prompt_ids, run.cfg.max_new_tokens, params, stop_ids=stop_token_ids(run.tokenizer),
                              context=run.max_len))
+    for module in run.model.modules():  # tables built under inference mode cannot take part in backward
+        if getattr(module, "_rope_cache", None) is not None:
+            module._rope_cache = None
     run.model.train()
     return out
 
@@ -692,8 +696,8 @@ def train_grpo(cfg: PreferenceConfig, on_log=None) -> dict:
     """GRPO with verifiable rewards: each completion's code runs against its task's tests in the
     sandbox; reward = share of tests passed (plus nothing for style). Advantages are normalised
     within each prompt's group, the KL to the reference is the per-token k3 estimator."""
-    from trainer.rlhf.verify import CodeVerifier, extract_code
     from trainer.rlhf.tasks import load_tasks, task_prompt
+    from trainer.rlhf.verify import CodeVerifier, extract_code
 
     run = _Run(cfg, on_log)
     tasks = load_tasks(cfg.extra.get("tasks"))

@@ -17,7 +17,7 @@ from pathlib import Path
 from trainer import TrainerError
 
 RESULT_MARK = "__VERIFY_RESULT__"
-_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.S)
+_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
 
 _HARNESS = """
 import json
@@ -58,7 +58,7 @@ class CodeVerifier:
         self._box = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 
-    def __enter__(self) -> "CodeVerifier":
+    def __enter__(self) -> CodeVerifier:
         from sandbox import SandboxError
         from sandbox.factory import open_sandbox
         from sandbox.limits import SandboxSettings
