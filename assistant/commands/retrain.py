@@ -84,6 +84,10 @@ def run_retrain(args: argparse.Namespace) -> int:
         raise UsageError(f"--replay-fraction {args.replay_fraction} must be in [0, 1)")
     from feedback import default_feedback_path
 
+    if args.feedback and not Path(args.feedback).is_file():
+        from common.errors import UsageError
+
+        raise UsageError(f"feedback not found: {args.feedback}", "pass the store (.db) or an export from 'assistant feedback export'")
     settings = RetrainSettings(
         models_dir=args.models_dir, feedback=args.feedback or str(default_feedback_path()), data_dir=args.data_dir, base=args.base,
         if_new_feedback=args.if_new_feedback, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
