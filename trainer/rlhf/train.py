@@ -463,7 +463,9 @@ def _dpo_eval(run: _Run, val) -> dict:
     pc = batched_sequence_logprobs(run.model, c_ids, c_mask, device=run.device)
     pr = batched_sequence_logprobs(run.model, r_ids, r_mask, device=run.device)
     losses, rc, rr = dpo_loss(pc, pr, ref_c, ref_r, run.cfg.beta)
-    return {"loss": float(losses.mean()), "accuracy": float((pc - ref_c > pr - ref_r).float().mean()),
+    margin = (pc - ref_c) - (pr - ref_r)
+    accuracy = (margin > 0).float() + 0.5 * (margin == 0).float()  # a tie (e.g. at initialisation) counts half
+    return {"loss": float(losses.mean()), "accuracy": float(accuracy.mean()),
             "chosen_logp_change": float((pc - ref_c).mean()), "rejected_logp_change": float((pr - ref_r).mean())}
 
 
