@@ -8,8 +8,9 @@ The contract is written in docs/AGENT.md.
 
 from assistant.agent import events
 from assistant.agent.errors import AgentError
-from assistant.agent.session import AgentSession
+from assistant.agent.session import AgentSession, approve_all, reject_all
 from assistant.agent.settings import AgentSettings, agent_settings
 from assistant.agent.store import SessionStore
 
-__all__ = ["AgentError", "AgentSession", "AgentSettings", "SessionStore", "agent_settings", "events"]
+__all__ = ["AgentError", "AgentSession", "AgentSettings", "SessionStore", "agent_settings", "approve_all", "events",
+           "reject_all"]

@@ -199,6 +199,8 @@ class ContextBuilder:
         self.index = index
         self.render_count = render_count
         self._static: dict[str, str] | None = None
+        self._sizes: dict[str, int] = {}
+        self._empty: int | None = None
         self.notices: list[str] = []
 
     @property
@@ -266,12 +268,30 @@ class ContextBuilder:
                 history_summary, self.settings.history_summary_tokens, self.count)
         return "\n\n".join(parts.values()), {k: self.count(v) for k, v in parts.items()}
 
-    def _size(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+    def _render_size(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
         if self.render_count is not None:
             return self.render_count(messages, tools)
         from trainer.data.chat_format import render_text
 
         return self.count(render_text(messages, tools, add_generation_prompt=True))
+
+    def _size(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+        """Tokens of the rendered prompt. The chat format encodes each message on its own, so the
+        total is the system message's (with the tools) plus each other message's, counted once and
+        cached: a long session costs one tokenization per new message, not one per step."""
+        head = self._render_size(messages[:1], tools)
+        return head + sum(self._message_size(m) for m in messages[1:])
+
+    def _message_size(self, message: dict[str, Any]) -> int:
+        key = json.dumps(message, sort_keys=True, ensure_ascii=False)
+        size = self._sizes.get(key)
+        if size is None:
+            if self._empty is None:
+                self._empty = self._render_size([], [])  # BOS + the generation prompt
+            size = self._sizes[key] = self._render_size([message], []) - self._empty
+            if len(self._sizes) > 4096:
+                self._sizes.clear()
+        return size
 
     def assemble(self, older_turns: Sequence[Sequence[dict[str, Any]]], current: Sequence[dict[str, Any]],
                  tools: list[dict[str, Any]], plan: bool = False, changed_files: Sequence[str] = ()) -> Assembled:

@@ -5,7 +5,7 @@ the turn; a tool call goes through its approval policy (allow / ask / deny) → 
 sandbox → the result, cut to its token budget, goes back to the model → … until a final answer,
 ``max_steps``, ``max_seconds``, the caller's ``cancel`` or a stop condition:
   * a malformed call is fed back once for a retry; a second one in a row ends the turn ("error");
-  * the same call (tool and arguments) failing twice ends the turn ("repeated_failure");
+  * the same call (tool and arguments) failing a second time in the turn ends it ("repeated_failure");
   * a rejected call without an instruction ends the turn ("rejected").
 Plan mode first runs with read-only tools for a numbered plan, asks the approver (tool "plan"),
 then runs each step as its own sub-loop with ``PlanStep`` progress events.
@@ -18,6 +18,7 @@ Plain Python: nothing here imports Textual.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -94,6 +95,11 @@ def reject_all(request: ev.ApprovalRequest) -> ev.ApprovalDecision:
     return ev.ApprovalDecision("reject")
 
 
+def approve_all(request: ev.ApprovalRequest) -> ev.ApprovalDecision:
+    """Run everything that asks, once each (``assistant agent --yes``; evaluations in a sandbox)."""
+    return ev.ApprovalDecision("once")
+
+
 class AgentSession:
     """One conversation with the agent in ``project`` (see the module docstring and docs/AGENT.md)."""
 
@@ -110,15 +116,13 @@ class AgentSession:
         self.approver = approver or reject_all
         self.store = store
         self.feedback = feedback
-        self.index = index
         self.sandbox_factory = sandbox_factory
-        self.agent_tools = {}
-        if index is not None:
-            from assistant.agent.tools import search_codebase_tool
-
-            tool = search_codebase_tool(index)
-            self.agent_tools[tool.name] = tool
         self.memory = Memory(self.project)
+        from assistant.agent.tools import remember_tool
+
+        self.agent_tools = {"remember": remember_tool(self.memory)}
+        self.context = None
+        self._index = None
         self.shadow = ShadowGit(self.project)
         self.ctx = ToolContext(project=self.project, sandbox_factory=sandbox_factory, approve=self._approve_write)
         self.turns: list[_Turn] = []
@@ -126,10 +130,10 @@ class AgentSession:
         self._current: _Turn | None = None
         self._emit: Callable[[Any], None] = lambda event: None
         self._lock = threading.Lock()
-        self.context = None
         if self.model is not None:
             self.context = ContextBuilder(self.project, self.settings, self.model.count, self.model.context_window,
                                           index, getattr(self.model, "render_count", None))
+        self.index = index
         self.model_id = getattr(self.model, "name", "") if self.model is not None else ""
         if session_id is not None:
             if store is None:
@@ -141,6 +145,24 @@ class AgentSession:
             self.id = store.create(self.project, self.model_id) if store is not None else uuid.uuid4().hex[:12]
 
     # ---- public API ----------------------------------------------------------------------------
+
+    @property
+    def index(self):
+        """The codebase index (or None). Setting it, e.g. once ``/index`` built one, takes effect from
+        the next step: retrieval into the prompt and the ``search_codebase`` tool."""
+        return self._index
+
+    @index.setter
+    def index(self, index) -> None:
+        from assistant.agent.tools import search_codebase_tool
+
+        self._index = index
+        if self.context is not None:
+            self.context.index = index
+        if index is None:
+            self.agent_tools.pop("search_codebase", None)
+        else:
+            self.agent_tools["search_codebase"] = search_codebase_tool(index)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -198,6 +220,7 @@ class AgentSession:
             self.turns.append(turn)
             self._current = turn
             self._emit = emit
+            self._persist(turn)
             emit(ev.TurnStarted(turn.id, text, plan))
             stats = {"tokens": 0, "tokens_per_s": 0.0, "steps": 0}
             try:
@@ -235,17 +258,25 @@ class AgentSession:
             return finished
 
     def undo_last_turn(self, force: bool = False) -> list[str]:
-        """Restore the files the newest not-yet-undone turn changed; returns their paths."""
-        for turn in reversed(self.turns):
-            record = turn.record
-            if record.get("shadow_before") and record.get("changed_files") and not record.get("undone"):
-                restored = self.shadow.restore(record["shadow_before"], record["shadow_after"], force=force)
-                record["undone"] = True
-                if self.store is not None:
-                    self.store.update_record(turn.id, record)
-                self._signal("undone_turn", turn, reason=f"undid changes to {', '.join(restored)}")
-                return restored
-        raise AgentError("nothing to undo", "no turn of this session changed files")
+        """Restore the files the newest not-yet-undone turn changed; returns their paths.
+
+        The model is told in the conversation which files were put back. Refused while a turn runs."""
+        if not self._lock.acquire(blocking=False):
+            raise AgentError("a turn is running", "wait for it to finish or cancel it, then undo")
+        try:
+            for turn in reversed(self.turns):
+                record = turn.record
+                if record.get("shadow_before") and record.get("changed_files") and not record.get("undone"):
+                    restored = self.shadow.restore(record["shadow_before"], record["shadow_after"], force=force)
+                    record["undone"] = True
+                    turn.messages.append({"role": "user", "content": "(The user undid this turn: the changes to "
+                                          f"{', '.join(restored)} were reverted.)"})
+                    self._persist(turn)
+                    self._signal("undone_turn", turn, reason=f"undid changes to {', '.join(restored)}")
+                    return restored
+            raise AgentError("nothing to undo", "no turn of this session changed files")
+        finally:
+            self._lock.release()
 
     def rate(self, turn_id: str, value: int, reason: str | None = None) -> int | None:
         """Thumbs up (+1) or down (-1) on a turn, with its full context; returns the feedback id."""
@@ -314,7 +345,7 @@ class AgentSession:
         messages = turn.messages if messages is None else messages
         tools = self.allowed_tools(plan)
         retried = False
-        last_failure: tuple[str, str] | None = None
+        failed: set[tuple[str, str]] = set()  # (tool, arguments) of the calls that failed this turn
         for _ in range(self.settings.max_steps):
             if cancel.is_set():
                 raise _Stop("cancelled", "Cancelled.")
@@ -334,9 +365,9 @@ class AgentSession:
                 name, arguments, why = unavailable
                 signature = (name, json.dumps(arguments, sort_keys=True))
                 self._refuse(turn, name, arguments, why, messages, emit)
-                if signature == last_failure:
+                if signature in failed:
                     raise _Stop("repeated_failure", f"Stopped: the model called {name} twice, which is not available: {why}.")
-                last_failure = signature
+                failed.add(signature)
                 continue
             if isinstance(reply, ToolCallError):
                 messages.append({"role": "assistant", "content": generated.text, "train": False})
@@ -350,13 +381,11 @@ class AgentSession:
             ok = self._call(turn, reply, messages, emit)
             signature = (reply.name, json.dumps(reply.arguments, sort_keys=True))
             if not ok:
-                if signature == last_failure:
+                if signature in failed:
                     raise _Stop("repeated_failure",
-                                f"Stopped: the same call to {reply.name} failed twice in a row with the same arguments: "
+                                f"Stopped: the same call to {reply.name} failed twice with the same arguments: "
                                 f"{turn.record['tool_calls'][-1].get('error') or 'see the result above'}.")
-                last_failure = signature
-            else:
-                last_failure = None
+                failed.add(signature)
         raise _Stop("max_steps", f"Stopped after {self.settings.max_steps} steps without a final answer.")
 
     def _unavailable(self, reply, plan: bool) -> tuple[str, dict, str] | None:
@@ -408,7 +437,7 @@ class AgentSession:
         kind = self._tool(call.name).kind.value
         policy = self.policy(call.name)
         decision: ev.ApprovalDecision | None = None
-        if kind != "write" and policy == "ask":
+        if policy == "ask" and (kind != "write" or call.name in self.agent_tools):  # sandbox writes ask with their diff
             decision = self._ask(ev.ApprovalRequest(call_id, call.name, dict(call.arguments), _summary(call.name, call.arguments)), emit)
             if decision.choice == "reject":
                 return self._rejected(turn, call, call_id, decision, messages, emit, started)
@@ -423,7 +452,7 @@ class AgentSession:
             pending, self._pending_write = self._pending_write, None
         if pending["decision"] is not None and pending["decision"].choice == "reject":
             return self._rejected(turn, call, call_id, pending["decision"], messages, emit, started)
-        if not result.ok and "sandbox" in (result.error or "").lower() and "engine" in (result.error or "").lower():
+        if not result.ok and kind == "execute" and self.ctx.sandbox is None:  # it could not even start
             emit(ev.Notice(f"sandbox unavailable: {result.error}", "error"))
         output, truncated = truncate_result(result.to_dict(), self.settings.tool_result_tokens, self.model.count)
         messages.append({"role": "tool", "content": output})
@@ -434,6 +463,7 @@ class AgentSession:
         if not result.ok:
             entry["error"] = result.error
         turn.record["tool_calls"].append(entry)
+        self._persist(turn)  # a crash mid-turn keeps what already ran
         emit(ev.ToolCallFinished(call_id, call.name, result.ok, output, truncated, duration, status))
         if not result.ok:
             self._signal("failed_tool", turn, reason=f"{call.name}: {result.error}")
@@ -468,8 +498,13 @@ class AgentSession:
             if decision.choice == "reject":
                 return False
         turn = self._current
-        if turn is not None and not turn.record.get("shadow_before"):
-            turn.record["shadow_before"] = self.shadow.snapshot(f"before turn {turn.id}")
+        if turn is not None:
+            written = turn.record.setdefault("written", [])
+            if not turn.record.get("shadow_before"):
+                turn.record["shadow_before"] = self.shadow.snapshot(f"before turn {turn.id}", approval.paths)
+            elif any(p not in written for p in approval.paths):  # files first touched now: their current state
+                turn.record["shadow_before"] = self.shadow.include([p for p in approval.paths if p not in written])
+            written.extend(p for p in approval.paths if p not in written)
         return True
 
     def _emit_current(self, event) -> None:
@@ -517,7 +552,7 @@ class AgentSession:
                 emit(ev.PlanStep(index, len(steps), step, "failed"))
                 raise
             emit(ev.PlanStep(index, len(steps), step, "done"))
-            results.append(f"{index}. {step}: {answer}")
+            results.append(f"{index}. {step.rstrip('.')}: {answer}")
         return "Plan done.\n" + "\n".join(results)
 
     # ---- persistence, undo, feedback -----------------------------------------------------------
@@ -527,7 +562,7 @@ class AgentSession:
         if not before:
             return []
         try:
-            after = self.shadow.snapshot(f"after turn {turn.id}")
+            after = self.shadow.snapshot(f"after turn {turn.id}", turn.record.get("written", []))
             changed = self.shadow.changed(before, after)
         except AgentError as exc:
             emit(ev.Notice(f"undo checkpoint failed: {exc}", "warning"))
@@ -541,7 +576,10 @@ class AgentSession:
         from assistant.agent.store import StoredTurn
 
         title = turn.messages[0]["content"] if turn.seq == 0 else None
-        self.store.save_turn(self.id, StoredTurn(turn.id, turn.seq, turn.messages, turn.record, turn.stop_reason), title)
+        try:
+            self.store.save_turn(self.id, StoredTurn(turn.id, turn.seq, turn.messages, turn.record, turn.stop_reason), title)
+        except sqlite3.Error as exc:  # a full disk or a locked file must not end the turn
+            self._emit(ev.Notice(f"the session could not be saved: {exc}", "warning"))
 
     def _signal(self, kind: str, turn: _Turn, value: int = -1, reason: str | None = None) -> int | None:
         """Record feedback (explicit rating or implicit signal) with the turn's full context."""
@@ -559,7 +597,7 @@ class AgentSession:
 
 def _summary(name: str, arguments: dict[str, Any]) -> str:
     """One line for the approval prompt."""
-    for key in ("command", "code", "path", "pattern", "query", "target"):
+    for key in ("command", "code", "path", "pattern", "query", "target", "fact"):
         if isinstance(arguments.get(key), str):
             value = " ".join(arguments[key].split())
             return f"{name}: {value[:100]}{'…' if len(value) > 100 else ''}"

@@ -52,12 +52,26 @@ class ShadowGit:
         exclude.parent.mkdir(parents=True, exist_ok=True)
         exclude.write_text("/.assistant/\n.git/\n")  # the assistant's own state is never checkpointed
 
-    def snapshot(self, message: str) -> str:
-        """Commit the project's current state (honouring its .gitignore files); returns the commit id."""
+    def snapshot(self, message: str, force_paths: list[str] | tuple[str, ...] = ()) -> str:
+        """Commit the project's current state (honouring its .gitignore files, plus ``force_paths``
+        even when ignored: the files the agent writes, e.g. a .env); returns the commit id."""
         self._ensure()
         self._git("add", "-A", ".")
+        self._force_add(force_paths)
         self._git("commit", "-q", "--allow-empty", "--no-verify", "-m", message)
         return self._git("rev-parse", "HEAD").strip()
+
+    def include(self, paths: list[str] | tuple[str, ...]) -> str:
+        """Add ``paths`` as they are now to the last snapshot (amended); returns its new id. For files
+        about to be written that the "before" snapshot left out (ignored ones)."""
+        self._force_add(paths)
+        self._git("commit", "-q", "--amend", "--no-edit", "--allow-empty", "--no-verify")
+        return self._git("rev-parse", "HEAD").strip()
+
+    def _force_add(self, paths) -> None:
+        existing = [p for p in paths if (self.project / p).is_file() or (self.project / p).is_symlink()]
+        if existing:
+            self._git("add", "-f", "--", *existing)
 
     def changed(self, before: str, after: str) -> list[str]:
         out = self._git("diff", "--name-only", "-z", "--no-renames", before, after)
@@ -87,6 +101,8 @@ class ShadowGit:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(target, old)
+                if self._git("ls-tree", before, "--", path).startswith("100755"):
+                    target.chmod(target.stat().st_mode | 0o111)  # an executable file comes back executable
         return paths
 
     def _current(self, path: str) -> bytes | None:

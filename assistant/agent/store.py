@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ def connect(path: Path) -> sqlite3.Connection:
 class SessionStore:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path else default_sessions_path()
+        self._lock = threading.RLock()  # one connection shared by the TUI's threads
         try:
             self.conn = connect(self.path)
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -98,7 +100,7 @@ class SessionStore:
                              "move the file away to start a new one") from None
 
     def transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self._lock)
 
     def create(self, project: Path, model: str = "", title: str = "") -> str:
         session_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -125,14 +127,16 @@ class SessionStore:
             self.conn.execute("UPDATE turns SET record = ? WHERE id = ?", (json.dumps(record, ensure_ascii=False), turn_id))
 
     def turns(self, session_id: str) -> list[StoredTurn]:
-        rows = self.conn.execute("SELECT id, seq, messages, record, stop_reason FROM turns WHERE session_id = ? ORDER BY seq",
-                                 (session_id,)).fetchall()
+        with self._lock:
+            rows = self.conn.execute("SELECT id, seq, messages, record, stop_reason FROM turns WHERE session_id = ?"
+                                     " ORDER BY seq", (session_id,)).fetchall()
         return [StoredTurn(r[0], r[1], json.loads(r[2]), json.loads(r[3]), r[4]) for r in rows]
 
     def get(self, session_id: str) -> SessionInfo:
-        row = self.conn.execute(
-            "SELECT s.id, s.project, s.title, s.model, s.created, s.updated, COUNT(t.id) FROM sessions s"
-            " LEFT JOIN turns t ON t.session_id = s.id WHERE s.id = ? GROUP BY s.id", (session_id,)).fetchone()
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT s.id, s.project, s.title, s.model, s.created, s.updated, COUNT(t.id) FROM sessions s"
+                " LEFT JOIN turns t ON t.session_id = s.id WHERE s.id = ? GROUP BY s.id", (session_id,)).fetchone()
         if row is None:
             raise AgentError(f"no session '{session_id}'", "list them with 'assistant sessions'")
         return SessionInfo(*row)
@@ -140,10 +144,11 @@ class SessionStore:
     def list(self, project: Path | None = None, limit: int = 50) -> list[SessionInfo]:
         """Sessions, most recently updated first (only ``project``'s when given)."""
         where, params = ("WHERE s.project = ?", [str(Path(project).resolve())]) if project else ("", [])
-        rows = self.conn.execute(
-            "SELECT s.id, s.project, s.title, s.model, s.created, s.updated, COUNT(t.id) FROM sessions s"
-            f" LEFT JOIN turns t ON t.session_id = s.id {where} GROUP BY s.id ORDER BY s.updated DESC LIMIT ?",
-            (*params, limit)).fetchall()
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT s.id, s.project, s.title, s.model, s.created, s.updated, COUNT(t.id) FROM sessions s"
+                f" LEFT JOIN turns t ON t.session_id = s.id {where} GROUP BY s.id ORDER BY s.updated DESC LIMIT ?",
+                (*params, limit)).fetchall()
         return [SessionInfo(*r) for r in rows]
 
     def latest(self, project: Path) -> SessionInfo | None:
@@ -156,7 +161,8 @@ class SessionStore:
             self.conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:
+            self.conn.close()
 
 
 def _statements(script: str) -> list[str]:
@@ -174,13 +180,22 @@ class _Transaction:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error): the write lock is taken up front,
     so two processes never interleave inside one transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
         self.conn = conn
+        self.lock = lock
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, *_):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
         return False

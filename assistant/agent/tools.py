@@ -42,3 +42,33 @@ def search_codebase_tool(index: Any) -> Tool:
                 description="Search the project's code by meaning and keywords (the codebase index); returns "
                 "locations and snippets. Use read_file to see a whole file.",
                 parameters=PARAMETERS, kind=ToolKind.READ, run=run)
+
+
+REMEMBER_PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "fact": {"type": "string", "minLength": 3, "maxLength": 300,
+                 "description": "One short fact about this project worth keeping, e.g. how to run its tests."},
+    },
+    "required": ["fact"],
+    "additionalProperties": False,
+}
+
+
+def remember_tool(memory: Any) -> Tool:
+    """Propose a fact for the project's episodic memory; it is kept only if the user approves."""
+
+    def run(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        try:
+            facts = memory.add(args["fact"])
+        except OSError as exc:
+            return failure("remember", f"could not write the memory file: {exc.strerror or exc}")
+        return ToolResult("remember", True, {"remembered": args["fact"], "facts": len(facts)})
+
+    return Tool(name="remember",
+                description="Ask the user to keep a short fact about this project (e.g. how to run its tests) in "
+                "the project's memory, which is shown to you at the start of every turn.",
+                parameters=REMEMBER_PARAMETERS, kind=ToolKind.WRITE, run=run)
+
+
+AGENT_TOOL_NAMES = ("remember", "search_codebase")

@@ -103,12 +103,6 @@ class TerminalApprover:
         return ApprovalDecision("once")
 
 
-def fixed_approver(choice: str):
-    from assistant.agent.events import ApprovalDecision
-
-    return lambda request: ApprovalDecision(choice)
-
-
 def _printer(json_lines: bool):
     from assistant.agent import events as ev
 
@@ -157,10 +151,11 @@ def run(args: argparse.Namespace) -> int:
     settings = agent_settings(settings_doc, max_steps=args.max_steps, max_seconds=args.max_seconds,
                               max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     for tool in args.deny:
-        from sandbox.tools import get_tool
+        from assistant.agent.tools import AGENT_TOOL_NAMES
+        from sandbox.tools import TOOLS
 
-        if get_tool(tool) is None:
-            raise UsageError(f"--deny: unknown tool '{tool}'", "see 'assistant sandbox tools'")
+        if tool not in TOOLS and tool not in AGENT_TOOL_NAMES:
+            raise UsageError(f"--deny: unknown tool '{tool}'", f"one of {', '.join([*TOOLS, *AGENT_TOOL_NAMES])}")
         settings.policies[tool] = "deny"
     path = model_path(args, settings_doc)
     model = None
@@ -172,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
 
         model = load(path, device=args.device)
     policy = "allow" if args.yes else args.approve_policy or ("ask" if sys.stdin.isatty() else "reject")
-    approver = TerminalApprover() if policy == "ask" else fixed_approver("once" if policy == "allow" else "reject")
+    from assistant.agent import approve_all, reject_all
+
+    approver = TerminalApprover() if policy == "ask" else approve_all if policy == "allow" else reject_all
     sandbox_factory = None if args.no_sandbox else _sandbox_factory(project, settings_doc)
     index = None if args.no_index else _index(project, settings_doc)
     store = SessionStore()
@@ -181,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         found = store.latest(project) if args.resume == "latest" else store.get(args.resume)
         if found is None:
             raise UsageError(f"no stored session for {project}", "run without --resume to start one")
+        if Path(found.project) != project:
+            raise UsageError(f"session {found.id} belongs to {found.project}", f"run with --project {found.project}")
         session_id = found.id
     feedback = _feedback()
     session = AgentSession(project, model=model, sandbox_factory=sandbox_factory, index=index, settings=settings,
@@ -230,7 +229,10 @@ def _sandbox_factory(project: Path, settings_doc: dict):
     def factory():
         from sandbox.factory import open_sandbox
 
-        return open_sandbox(sandbox_settings, project)
+        sandbox = open_sandbox(sandbox_settings, project)
+        info = sandbox.info()  # where the model's code runs, said once, on stderr
+        print(f"[sandbox] {info.label}" + (f" — {info.warning}" if info.warning else ""), file=sys.stderr)
+        return sandbox
 
     return factory
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.index.conftest import embedder_cache  # noqa: F401 (fixture: the ONNX embedder exported once for these tests)
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401 (fixtures)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -80,8 +81,8 @@ def trained_agent(sandbox_image, tmp_path_factory):  # noqa: F811
     settings = SandboxSettings(backend="docker", image=sandbox_image, **TEST_LIMITS)
     opened = []
 
-    def factory():
-        opened.append(open_sandbox(settings, project))
+    def factory(path: Path):
+        opened.append(open_sandbox(settings, path))
         return opened[-1]
 
     before = torch.get_num_threads()

@@ -101,3 +101,18 @@ def make_project(root: Path) -> Path:
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return root
+
+
+def run_until_killed(project: str, db: str, tokenizer_path: str, ready) -> None:
+    """In a child process: a turn whose second model call hangs after one tool call ran."""
+    from assistant.agent import AgentSession, SessionStore
+    from trainer.data.tokenizer import load_tokenizer
+
+    def hang(messages):
+        ready.set()
+        time.sleep(600)
+        return "never"
+
+    model = ScriptedModel(load_tokenizer(tokenizer_path), [call("read_file", path="calc.py"), hang])
+    session = AgentSession(Path(project), model=model, sandbox_factory=None, index=None, store=SessionStore(db))
+    session.run_turn("read calc.py then think forever")

@@ -157,3 +157,15 @@ def test_feedback_cli_list_stats_export(tmp_path, capsys):
     assert main(["feedback", "list", "--db", str(tmp_path / "missing.db")]) == 1
     assert "no feedback database" in capsys.readouterr().err
     assert main(["feedback", "export", "--db", str(path), "--since", "last tuesday"]) == 2
+
+
+def test_a_corrupt_database_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "feedback.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    assert main(["feedback", "stats", "--db", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("assistant: error: cannot open the feedback database") and "Traceback" not in err
+    from assistant.agent import AgentError, SessionStore
+
+    with pytest.raises(AgentError, match="cannot open the sessions database"):
+        SessionStore(bad)

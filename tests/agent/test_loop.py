@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from assistant.agent import AgentSession, AgentSettings, SessionStore
 from assistant.agent import events as ev
 from assistant.settings import load_settings, project_settings_path
@@ -19,6 +21,7 @@ def session_for(project, tokenizer, replies, *, factory=None, approver=None, set
     return session, model
 
 
+@pytest.mark.docker
 def test_allow_once_runs_the_call_in_the_sandbox_and_feeds_the_result_back(project, tokenizer, docker_factory):
     approver = Approver("once")
     session, model = session_for(project, tokenizer, [call("execute_python", "Let me compute it.", code="print(6 * 7)"),
@@ -39,6 +42,7 @@ def test_allow_once_runs_the_call_in_the_sandbox_and_feeds_the_result_back(proje
     assert not project_settings_path(project).exists()  # "once" persists nothing
 
 
+@pytest.mark.docker
 def test_allow_always_persists_a_rule_and_stops_asking(project, tokenizer, docker_factory):
     approver = Approver("always")
     script = [call("execute_python", code="print(1)"), call("execute_python", code="print(2)"), "printed 1 and 2"]
@@ -57,6 +61,7 @@ def test_allow_always_persists_a_rule_and_stops_asking(project, tokenizer, docke
     assert agent_settings(load_settings(project)).policies["execute_python"] == "allow"
 
 
+@pytest.mark.docker
 def test_reject_stops_the_turn_and_nothing_runs(project, tokenizer, docker_factory):
     approver = Approver("reject")
     session, model = session_for(project, tokenizer, [call("execute_python", code="print('side effect')"), "unused"],
@@ -70,6 +75,7 @@ def test_reject_stops_the_turn_and_nothing_runs(project, tokenizer, docker_facto
     assert len(model.prompts) == 1
 
 
+@pytest.mark.docker
 def test_reject_with_an_instruction_goes_back_to_the_model(project, tokenizer, docker_factory):
     approver = Approver(ev.ApprovalDecision("reject", "use print(2 ** 5) instead"), "once")
     script = [call("execute_python", code="print(2 ** 50)"), call("execute_python", code="print(2 ** 5)"), "32"]
@@ -82,6 +88,7 @@ def test_reject_with_an_instruction_goes_back_to_the_model(project, tokenizer, d
     assert "use print(2 ** 5) instead" in model.prompts[1][0][-1]["content"]
 
 
+@pytest.mark.docker
 def test_deny_hides_the_tool_from_the_model(project, tokenizer, docker_factory):
     settings = AgentSettings(max_steps=4, policies={"execute_bash": "deny"})
     script = [call("execute_bash", command="rm -rf /"), "I cannot use bash here."]
@@ -140,6 +147,15 @@ def test_the_same_failing_call_twice_stops_with_an_explanation(project, tokenize
     assert "read_file failed twice" in finished.text and "does not exist" in finished.text
     assert [e.status for e in rec.of(ev.ToolCallFinished)] == ["error", "error"]
     assert len(model.prompts) == 2
+
+
+def test_a_failing_call_repeated_after_another_call_still_stops(project, tokenizer):
+    failing = call("read_file", path="missing.py")
+    session, model = session_for(project, tokenizer, [failing, call("read_file", path="calc.py"), failing, "never"])
+    rec = Recorder()
+    finished = session.run_turn("read missing.py", on_event=rec)
+    assert finished.stop_reason == "repeated_failure"
+    assert [e.status for e in rec.of(ev.ToolCallFinished)] == ["error", "ok", "error"]
 
 
 def test_max_steps_ends_the_turn(project, tokenizer):
@@ -210,7 +226,7 @@ def test_write_asks_with_the_diff_and_undo_restores_the_file(project, tokenizer)
     assert (project / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"  # the user's .git untouched
     assert not (project / ".git" / "objects").exists()
     assert (project / ".assistant" / "shadow.git" / "HEAD").exists()
-    import pytest
+    assert "undid this turn" in session.history[-1]["content"]  # the model will know
 
     from assistant.agent import AgentError
 
@@ -223,8 +239,6 @@ def test_undo_refuses_a_file_the_user_edited_since(project, tokenizer):
     session, _ = session_for(project, tokenizer, script, approver=Approver("once"))
     session.run_turn("rewrite", on_event=Recorder())
     (project / "calc.py").write_text("x = 2  # the user's own edit\n")
-    import pytest
-
     from assistant.agent import AgentError
 
     with pytest.raises(AgentError, match="changed since"):
@@ -286,7 +300,7 @@ def test_sessions_are_stored_and_resumed(project, tokenizer, tmp_path):
 def test_context_fits_the_budget_and_compacts_older_turns(project, tokenizer):
     (project / "AGENTS.md").write_text("Always run the tests with pytest -q.\n")
     denied = {name: "deny" for name in ("analyze_code", "debug_code", "search_docs", "apply_patch", "write_file",
-                                        "search_code", "run_tests")}
+                                        "search_code", "run_tests", "remember")}
     settings = AgentSettings(context_tokens=1300, max_new_tokens=64, policies=denied)
     replies = [call("read_file", path="calc.py"), "calc.py has add and mean. Next: add tests for mean.",
                "Second answer " + "padding " * 150, "Third answer."]
@@ -353,3 +367,87 @@ def test_terminal_approver_reads_the_answer_from_stdin(monkeypatch, capsys):
         decision = TerminalApprover()(request)
         assert (decision.choice, decision.instruction) == expected, typed
     assert "+++ b/a.py" in capsys.readouterr().err  # the diff is shown before the question
+
+
+def test_the_prompt_size_used_for_the_budget_is_exact(project, tokenizer):
+    from assistant.agent.context import ContextBuilder
+    from trainer.data.chat_format import render
+
+    model = ScriptedModel(tokenizer, [])
+    builder = ContextBuilder(project, AgentSettings(), model.count, 4096, None, model.render_count)
+    builder.begin_turn("calc", ["a fact"])
+    older = [[{"role": "user", "content": "héllo <|end|> there"},
+              {"role": "assistant", "content": "", "tool_call": {"name": "read_file", "arguments": {"path": "calc.py"}}},
+              {"role": "tool", "content": '{"ok": true}'}, {"role": "assistant", "content": "done"}]]
+    session = AgentSession(project, model=model, sandbox_factory=None, index=None)
+    tools = session.allowed_tools()
+    assembled = builder.assemble(older, [{"role": "user", "content": "next"}], tools)
+    assert assembled.tokens == len(render(assembled.messages, tokenizer, tools=tools, add_generation_prompt=True))
+
+
+def test_the_model_proposes_a_memory_and_only_a_confirmed_fact_is_kept(project, tokenizer):
+    approver = Approver("once", "reject")
+    script = [call("remember", fact="Run the tests with pytest -q"), "Noted.",
+              call("remember", fact="The user likes tabs"), "ok"]
+    session, model = session_for(project, tokenizer, script, approver=approver)
+    session.run_turn("remember how to run tests", on_event=Recorder())
+    assert approver.requests[0].tool == "remember" and "Run the tests with pytest -q" in approver.requests[0].summary
+    session.run_turn("and remember this", on_event=Recorder())
+    assert session.memory.facts() == ["Run the tests with pytest -q"]
+    assert "- Run the tests with pytest -q" in (project / ".assistant" / "memory.md").read_text()
+    assert "Run the tests with pytest -q" in model.prompts[-1][0][0]["content"]  # injected into the next prompt
+
+
+def test_a_session_killed_mid_turn_keeps_what_already_ran(project, tokenizer, tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    from tests.agent.helpers import run_until_killed
+
+    tokenizer_path = tmp_path / "tokenizer.json"
+    tokenizer_path.write_text(tokenizer.to_str())
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=run_until_killed, args=(str(project), str(tmp_path / "s.db"), str(tokenizer_path), ready))
+    child.start()
+    assert ready.wait(120)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    store = SessionStore(tmp_path / "s.db")
+    (info,) = store.list(project)
+    (turn,) = store.turns(info.id)
+    assert turn.messages[0] == {"role": "user", "content": "read calc.py then think forever"}
+    assert turn.messages[1]["tool_call"]["name"] == "read_file" and "def add" in turn.messages[2]["content"]
+    assert turn.stop_reason is None  # unfinished; resuming continues from here
+    resumed = AgentSession(project, model=ScriptedModel(tokenizer, ["ok"]), sandbox_factory=None, index=None,
+                           store=store, session_id=info.id)
+    assert resumed.run_turn("go on", on_event=Recorder()).stop_reason == "answer"
+
+
+def test_a_sandbox_that_cannot_start_degrades_visibly(project, tokenizer):
+    from sandbox.factory import open_sandbox
+    from sandbox.limits import SandboxSettings
+
+    broken = SandboxSettings(backend="docker", docker_host="unix:///nonexistent/docker.sock")
+    script = [call("execute_python", code="print(1)"), "The sandbox is down."]
+    session, model = session_for(project, tokenizer, script, factory=lambda: open_sandbox(broken, project),
+                                 approver=Approver("once"))
+    rec = Recorder()
+    finished = session.run_turn("run it", on_event=rec)
+    assert finished.stop_reason == "answer"
+    assert any(n.level == "error" and n.text.startswith("sandbox unavailable") for n in rec.of(ev.Notice))
+    assert rec.of(ev.ToolCallFinished)[0].status == "error"
+
+
+def test_undo_covers_ignored_files_the_agent_wrote(project, tokenizer):
+    (project / ".gitignore").write_text(".env\nbuild/\n")
+    (project / ".env").write_text("API_URL=http://old\n")
+    script = [call("write_file", path="calc.py", content="x = 1\n"), call("write_file", path=".env", content="API_URL=http://new\n"),
+              call("write_file", path="build/out.txt", content="generated\n"), "done"]
+    session, _ = session_for(project, tokenizer, script, approver=Approver(default="once"))
+    finished = session.run_turn("configure", on_event=Recorder())
+    assert finished.changed_files == [".env", "build/out.txt", "calc.py"]
+    assert sorted(session.undo_last_turn()) == [".env", "build/out.txt", "calc.py"]
+    assert (project / ".env").read_text() == "API_URL=http://old\n"
+    assert not (project / "build" / "out.txt").exists() and "def add" in (project / "calc.py").read_text()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from assistant.agent import AgentSession, AgentSettings
 from assistant.agent import events as ev
 from tests.agent.helpers import Recorder, ScriptedModel, call
 
 
-def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, tmp_path):
+@pytest.mark.slow
+def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, embedder_cache):
     from index import IndexSettings, open_index
 
     (project / "stats.py").write_text("def median(values):\n    ordered = sorted(values)\n    return ordered[len(ordered) // 2]\n")
-    index = open_index(project, IndexSettings(cache_dir=str(tmp_path / "embedders")))
+    index = open_index(project, IndexSettings(cache_dir=str(embedder_cache)))
     index.update()
     model = ScriptedModel(tokenizer, ["It is in stats.py.", "Hello!",
                                       call("search_codebase", query="sorted median of values", k=3), "stats.py:1-3"])
@@ -32,3 +35,5 @@ def test_relevant_code_from_the_index_is_in_the_prompt(project, tokenizer, tmp_p
     assert done.name == "search_codebase" and done.status == "ok" and "stats.py:1-3" in done.output
     plain = AgentSession(project, model=ScriptedModel(tokenizer, []), sandbox_factory=None, index=None)
     assert "search_codebase" not in [t["name"] for t in plain.allowed_tools()]
+    plain.index = index  # an index built later (the TUI's /index) is used from then on
+    assert "search_codebase" in [t["name"] for t in plain.allowed_tools()] and plain.context.index is index

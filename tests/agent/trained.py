@@ -1,14 +1,18 @@
 """A nano model trained by the project's own pipeline (``assistant data tokenizer``, ``data
-prepare``, ``train``) to carry out one multi-step objective in the chat format.
+prepare``, ``train``) to carry out three objectives in the chat format: a multi-step computation
+(read_file, then execute_python in the sandbox, then the answer), a file write (write_file), and a
+plan-mode objective (a one-step plan, then that step with execute_python).
 
-The training conversations are the exact prompts the agent builds for that objective: a run of
+The training conversations are the exact prompts the agent builds for those objectives: a run of
 the real loop with the scripted replies records each step's prompt (the tool results come from the
-real sandbox), and the corpus is those prompts followed by the replies. A few hundred steps make
-the model memorise them, so the real model then drives the real loop deterministically (greedy).
+real sandbox), fitted to the nano model's window exactly as the runtime fits it, and the corpus is
+those prompts followed by the replies. A few hundred steps make the model memorise them, so the
+real model then drives the real loop deterministically (greedy decoding).
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +22,40 @@ from assistant.settings import set_project_setting
 OBJECTIVE = "Use calc.add to add 2 and 3 in the sandbox."
 CODE = "exec(open('calc.py').read())\nprint(add(2, 3))"
 ANSWER = "add(2, 3) returns 5. I read calc.py and ran it in the sandbox."
-DENIED = ("analyze_code", "debug_code", "search_docs", "apply_patch", "write_file", "search_code", "run_tests",
-          "list_files", "execute_bash")
+NOTES_OBJECTIVE = "Write NOTES.md saying what calc.py holds."
+NOTES = "calc.py: add and mean.\n"
+NOTES_ANSWER = "I wrote NOTES.md."
+DENIED = ("analyze_code", "debug_code", "search_docs", "apply_patch", "search_code", "run_tests", "list_files",
+          "execute_bash", "remember")
+
+
+PLAN_OBJECTIVE = "Check that add(2, 3) is 5."
+PLAN_STEP = "Compare add(2, 3) with 5 in the sandbox."
+PLAN_CODE = "exec(open('calc.py').read())\nprint(add(2, 3) == 5)"  # unlike CODE, so the two endings differ
+PLAN_ANSWER = "True: the check passes."
+
+
+def scenarios() -> list[tuple[str, list[str], bool]]:
+    """(objective, the replies the model learns, plan mode) for each objective."""
+    from tests.agent.helpers import call
+
+    return [(OBJECTIVE, [call("read_file", "Let me read calc.py.", path="calc.py"), call("execute_python", code=CODE),
+                         ANSWER], False),
+            (NOTES_OBJECTIVE, [call("write_file", path="NOTES.md", content=NOTES), NOTES_ANSWER], False),
+            (PLAN_OBJECTIVE, [f"1. {PLAN_STEP}", call("execute_python", code=PLAN_CODE), PLAN_ANSWER], True)]
 
 
 @dataclass
 class TrainedAgent:
     checkpoint: Path
-    project: Path
+    project: Path  # the pristine project: copy it (``fresh_copy``) before a run that writes
     objective: str
     answer: str
+
+    def fresh_copy(self, target: Path) -> Path:
+        """The project with the same content elsewhere (prompts hold no absolute path)."""
+        shutil.copytree(self.project, target, ignore=shutil.ignore_patterns("shadow.git", "backups"))
+        return target
 
 
 def configure(project: Path, image: str) -> None:
@@ -42,25 +70,34 @@ def configure(project: Path, image: str) -> None:
 
 
 def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096) -> list[str]:
-    """Each step's prompt + the reply the model must learn, rendered in the chat format (``window``:
-    the model's, so the context is fitted exactly as it will be for the real model)."""
+    """Each step's prompt + the reply the model must learn. The prompt is the token sequence the
+    runtime would feed a model with this ``window`` (``fit_conversation``), decoded back to text."""
     from assistant.agent import AgentSession, agent_settings
+    from assistant.runtime.context import fit_conversation, reply_budget
     from assistant.settings import load_settings
-    from tests.agent.helpers import Approver, ScriptedModel, call
-    from trainer.data.chat_format import END, render_text
+    from tests.agent.helpers import Approver, ScriptedModel
+    from trainer.data.chat_format import END
 
-    replies = [call("read_file", "Let me read calc.py.", path="calc.py"), call("execute_python", code=CODE), ANSWER]
-    model = ScriptedModel(tokenizer, list(replies), context_window=window)
-    session = AgentSession(project, model=model, sandbox_factory=sandbox_factory, index=None,
-                           settings=agent_settings(load_settings(project)), approver=Approver(default="once"))
-    with session:
-        finished = session.run_turn(OBJECTIVE, cancel=threading.Event())
-    assert finished.stop_reason == "answer", finished
-    return [render_text(messages, tools, add_generation_prompt=True) + reply + END
-            for (messages, tools), reply in zip(model.prompts, replies)]
+    docs = []
+    for index, (objective, replies, plan) in enumerate(scenarios()):
+        workdir = project.parent / f".capture-{index}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.copytree(project, workdir)  # writes land in a copy: the project stays pristine
+        settings = agent_settings(load_settings(workdir))
+        model = ScriptedModel(tokenizer, list(replies), context_window=window)
+        session = AgentSession(workdir, model=model, sandbox_factory=lambda w=workdir: sandbox_factory(w), index=None,
+                               settings=settings, approver=Approver(default="once"))
+        with session:
+            finished = session.run_turn(objective, cancel=threading.Event(), plan=plan)
+        assert finished.stop_reason == "answer", finished
+        for (messages, tools), reply in zip(model.prompts, replies):
+            fitted = fit_conversation(messages, tokenizer, reply_budget(window, settings.max_new_tokens), tools)
+            docs.append(tokenizer.decode(fitted.ids) + reply + END)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return docs
 
 
-def build(root: Path, project: Path, sandbox_factory, steps: int = 250, copies: int = 40) -> Path:
+def build(root: Path, project: Path, sandbox_factory, steps: int = 500, copies: int = 30) -> Path:
     """Tokenizer, prepared data and a nano dense model, all through the real CLI.
 
     Two passes: a first capture (provisional tokenizer) gives the text the tokenizer learns from;
