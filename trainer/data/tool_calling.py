@@ -123,8 +123,8 @@ class Example:
     values: list[str] = field(default_factory=list)  # argument values, for the leakage check
 
     def to_json(self) -> dict:
-        return dict(id=self.id, split=self.split, family=self.family, template=self.template, project=self.project,
-                    key_facts=self.key_facts, values=self.values, messages=self.messages)
+        return {"id": self.id, "split": self.split, "family": self.family, "template": self.template, "project": self.project,
+                    "key_facts": self.key_facts, "values": self.values, "messages": self.messages}
 
 
 def default_system_prompt(project_root: Path) -> str:
@@ -806,7 +806,7 @@ def prepare_tool_calling(output_dir: str | Path, tokenizer, runner: ToolRunner, 
     if problems:
         raise TrainerError(f"held-out leakage: {problems[0]}", "this is a bug in the generator")
     train = sets["train"]
-    n_val = max(1, int(round(len(train) * val_fraction)))
+    n_val = max(1, round(len(train) * val_fraction))
     splits = {"train": train[:-n_val], "val": train[-n_val:]}
     for name, examples in (*splits.items(), ("heldout", sets["heldout"])):
         _write_jsonl(output_dir / f"tool_calling_{name}.jsonl", examples)
