@@ -239,7 +239,7 @@ def run_task(task: Task, loaded, sandbox_settings: Any, ctx: OracleContext, agen
     from assistant.agent import AgentSession, AgentSettings, events
     from sandbox.factory import open_sandbox
 
-    settings = AgentSettings(**{"max_steps": 6, "max_new_tokens": 256, "temperature": 0.0, "max_seconds": 300.0,
+    settings = AgentSettings(**{"max_steps": 4, "max_new_tokens": 160, "temperature": 0.0, "max_seconds": 300.0,
                                 **(agent_overrides or {})})
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=f"eval-{task.id}-") as tmp:
