@@ -131,9 +131,9 @@ def _prepare_tool_calling(args: argparse.Namespace, tokenizer) -> int:
     import sys
     from pathlib import Path
 
+    from assistant.agent.context import SYSTEM_PROMPT, repo_summary
     from assistant.settings import load_settings, section
     from sandbox.limits import SandboxSettings
-    from assistant.agent.context import SYSTEM_PROMPT, repo_summary
     from trainer.data.tool_calling import ToolRunner, prepare_tool_calling
 
     settings = section(load_settings(Path.cwd()), "sandbox", SandboxSettings)

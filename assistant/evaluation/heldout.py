@@ -56,7 +56,7 @@ def score_call(expected_call: dict | None, reply) -> dict:
             "partial_args": partial_match(expected_call.get("arguments", {}), args) if right else 0.0}
 
 
-def evaluate_heldout(loaded, examples: list[dict], limit: int | None = None, max_new_tokens: int = 200,
+def evaluate_heldout(loaded, examples: list[dict], limit: int | None = None, max_new_tokens: int = 160,
                      log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     from sandbox.tools import tool_schemas
     from trainer.data.chat_format import FinalAnswer, parse_reply

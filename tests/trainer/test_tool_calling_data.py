@@ -14,6 +14,7 @@ from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
 from sandbox.tools import TOOLS, validation_error
 from trainer.data.chat_format import parse_reply, render
+from trainer.data.tokenizer import load_tokenizer
 from trainer.data.tool_calling import (
     FAMILIES,
     Example,
@@ -23,7 +24,6 @@ from trainer.data.tool_calling import (
     prepare_tool_calling,
     tool_calls,
 )
-from trainer.data.tokenizer import load_tokenizer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -85,7 +85,7 @@ def test_results_are_real_executions(generated):
         if example.family != "execute_python":
             continue
         code = tool_calls(example)[0]["arguments"]["code"]
-        expected = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
+        expected = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
         result = json.loads(example.messages[3]["content"])
         assert result["stdout"] == expected
         assert expected.strip() in example.messages[-1]["content"]

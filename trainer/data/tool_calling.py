@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from trainer.data.tool_projects import FUNCTIONS, SampleProject, _split_of, buil
 SYSTEM_PROMPT = ("You are a coding assistant working in the user's project. Call a tool when you need to run code, "
                  "read or search files, or look something up; answer from the tool results.")
 TOOLS_STYLE = "compact"
+_RUN_ID = re.compile(r"(/scratch/\.assistant/[a-z]+-)[0-9a-f]{6,}")
+_ELAPSED = re.compile(r"(\bin )\d+\.\d+s\b")
 RESULT_STRING_LIMIT = 400  # characters kept of each long string field of a tool result
 DATASET_VERSION = 1
 
@@ -65,6 +68,10 @@ class ToolRunner:
         result = call_tool(name, arguments, self._context(root)).to_dict()
         for noisy in ("duration_s", "backup_id"):
             result.pop(noisy, None)
+        # per-run random file names under the sandbox's scratch (debug-1a2b3c4d.py): fixed, so a seed
+        # gives the same dataset byte for byte
+        text = _RUN_ID.sub(r"\g<1>run", json.dumps(result, ensure_ascii=False))
+        result = json.loads(_ELAPSED.sub(r"\g<1>0.1s", text))  # and pytest's "in 0.11s"
         self.calls += 1
         if cache:
             self.cache[key] = result
@@ -116,8 +123,8 @@ class Example:
     values: list[str] = field(default_factory=list)  # argument values, for the leakage check
 
     def to_json(self) -> dict:
-        return dict(id=self.id, split=self.split, family=self.family, template=self.template, project=self.project,
-                    key_facts=self.key_facts, values=self.values, messages=self.messages)
+        return {"id": self.id, "split": self.split, "family": self.family, "template": self.template, "project": self.project,
+                    "key_facts": self.key_facts, "values": self.values, "messages": self.messages}
 
 
 def default_system_prompt(project_root: Path) -> str:
@@ -685,13 +692,14 @@ def generate(output_dir: Path, runner: ToolRunner, *, num_examples: int = 2000, 
         examples: list[Example] = []
         seen_values = {v for e in out.get("train", []) for v in e.values}
         seen_requests = {e.messages[1]["content"] for e in out.get("train", [])}
-        # cover every family early, then draw by weight
-        order = names + [None] * max(0, count * 3)
-        attempts = 0
+        # cover every family first (a family may not apply to a project: retry it a few times), then draw by weight
+        order = [n for n in names for _ in range(8)] + [None] * max(0, count * 3)
+        covered: set[str] = set()
         for planned in order:
             if len(examples) >= count:
                 break
-            attempts += 1
+            if planned in covered:
+                continue
             family = planned or rng.choices(names, weights)[0]
             _, fn, needs_scratch = FAMILIES[family]
             project = rng.choice(projects)
@@ -702,6 +710,7 @@ def generate(output_dir: Path, runner: ToolRunner, *, num_examples: int = 2000, 
             if split == "heldout" and (messages[1]["content"] in seen_requests or seen_values.intersection(values)):
                 continue  # a collision by chance (e.g. two stdlib files defining the same name): never leak
             examples.append(Example(f"{split}-{len(examples):05d}", split, family, template, messages, project.name, facts, values))
+            covered.add(family)
             if len(examples) % 200 == 0:
                 log(f"{split}: {len(examples)}/{count} conversations ({runner.calls} tool runs)")
         runner.close()
@@ -797,7 +806,7 @@ def prepare_tool_calling(output_dir: str | Path, tokenizer, runner: ToolRunner, 
     if problems:
         raise TrainerError(f"held-out leakage: {problems[0]}", "this is a bug in the generator")
     train = sets["train"]
-    n_val = max(1, int(round(len(train) * val_fraction)))
+    n_val = max(1, round(len(train) * val_fraction))
     splits = {"train": train[:-n_val], "val": train[-n_val:]}
     for name, examples in (*splits.items(), ("heldout", sets["heldout"])):
         _write_jsonl(output_dir / f"tool_calling_{name}.jsonl", examples)
