@@ -15,4 +15,6 @@ COMMAND_MODULES = [
     "assistant.commands.model",
     "assistant.commands.agent",
     "assistant.commands.feedback",
+    "assistant.commands.eval",
+    "assistant.commands.retrain",
 ]
