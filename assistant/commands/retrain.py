@@ -65,6 +65,13 @@ def _eval_suite_metrics(args: argparse.Namespace):
                              z=args.gate_z, log=_print)
 
 
+def _claim_queued_requests() -> list[Path]:
+    """Take every request that ``/retrain`` queued (assistant/retrain_queue.py); each is taken once."""
+    from assistant.retrain_queue import claim, pending
+
+    return [path for path in (claim(request) for request in pending()) if path is not None]
+
+
 def run_retrain(args: argparse.Namespace) -> int:
     from trainer.continual.gate import GateSettings
     from trainer.continual.retrain import RetrainSettings, format_history, history, retrain
@@ -88,9 +95,14 @@ def run_retrain(args: argparse.Namespace) -> int:
         from common.errors import UsageError
 
         raise UsageError(f"feedback not found: {args.feedback}", "pass the store (.db) or an export from 'assistant feedback export'")
+    if_new_feedback = args.if_new_feedback
+    claimed = _claim_queued_requests()
+    if claimed:  # the user asked for this run (/retrain): any new rating is enough
+        if_new_feedback = min(if_new_feedback, 1)
+        _print(f"taking {len(claimed)} queued /retrain request(s)")
     settings = RetrainSettings(
         models_dir=args.models_dir, feedback=args.feedback or str(default_feedback_path()), data_dir=args.data_dir, base=args.base,
-        if_new_feedback=args.if_new_feedback, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        if_new_feedback=if_new_feedback, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, beta=args.beta,
         replay_fraction=args.replay_fraction, quantization=args.quantization, keep=args.keep,
         candidate_adapter=args.candidate_adapter, seed=args.seed, gate=GateSettings(z=args.gate_z),

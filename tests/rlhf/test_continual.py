@@ -117,6 +117,17 @@ def test_no_new_feedback_means_nothing_happens(promoted, prepared, capsys):
     assert (promoted["models"] / "continual" / "registry.json").read_bytes() == registry_bytes
 
 
+def test_a_queued_retrain_request_lowers_the_threshold_and_is_taken_once(promoted, prepared, capsys):
+    from assistant.retrain_queue import pending, request_retrain
+
+    request_retrain(promoted["models"].parent, source="tui")
+    assert main(_retrain_args(promoted["models"], promoted["feedback"], prepared, "--if-new-feedback", "3")) == 0
+    out = capsys.readouterr().out
+    assert "taking 1 queued /retrain request(s)" in out
+    assert "fewer than 1" in out  # the user's request needs only one new rating (there is none here)
+    assert pending() == []
+
+
 def test_a_regressing_candidate_is_refused_and_the_current_model_stays(promoted, prepared, tmp_path, capsys):
     from trainer.checkpoint import load_checkpoint, model_from_payload
     from trainer.lora import LoRAConfig, apply_lora, lora_parameters, save_adapter
