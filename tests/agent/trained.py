@@ -69,9 +69,11 @@ def configure(project: Path, image: str) -> None:
         set_project_setting(project, f"approvals.{tool}", "deny")
 
 
-def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096) -> list[str]:
+def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096, variants: int = 1) -> list[str]:
     """Each step's prompt + the reply the model must learn. The prompt is the token sequence the
-    runtime would feed a model with this ``window`` (``fit_conversation``), decoded back to text."""
+    runtime would feed a model with this ``window`` (``fit_conversation``), decoded back to text.
+    ``variants`` runs of each objective differ in what tool results carry by nature (timings, backup
+    ids), so the model learns that they do not matter."""
     from assistant.agent import AgentSession, agent_settings
     from assistant.runtime.context import fit_conversation, reply_budget
     from assistant.settings import load_settings
@@ -79,7 +81,8 @@ def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096)
     from trainer.data.chat_format import END
 
     docs = []
-    for index, (objective, replies, plan) in enumerate(scenarios()):
+    runs = [scenario for scenario in scenarios() for _ in range(variants)]
+    for index, (objective, replies, plan) in enumerate(runs):
         workdir = project.parent / f".capture-{index}"
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.copytree(project, workdir)  # writes land in a copy: the project stays pristine
@@ -97,7 +100,7 @@ def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096)
     return docs
 
 
-def build(root: Path, project: Path, sandbox_factory, steps: int = 500, copies: int = 30) -> Path:
+def build(root: Path, project: Path, sandbox_factory, steps: int = 800, copies: int = 15, variants: int = 2) -> Path:
     """Tokenizer, prepared data and a nano dense model, all through the real CLI.
 
     Two passes: a first capture (provisional tokenizer) gives the text the tokenizer learns from;
@@ -117,11 +120,11 @@ def build(root: Path, project: Path, sandbox_factory, steps: int = 500, copies: 
     prose = root / "prose"
     prose.mkdir()
     (prose / "text.txt").write_text("\n".join(sources), encoding="utf-8")
-    (corpus / "chat.txt").write_text("\n<|endoftext|>\n".join(first * copies), encoding="utf-8")
+    (corpus / "chat.txt").write_text("\n<|endoftext|>\n".join(first * copies * variants), encoding="utf-8")
     tokenizer = root / "tokenizer.json"
     assert main(["data", "tokenizer", "--input", str(corpus), str(prose), "--vocab-size", "1024",
                  "--output", str(tokenizer)]) == 0
-    docs = conversations(project, load_tokenizer(tokenizer), sandbox_factory, window=512)
+    docs = conversations(project, load_tokenizer(tokenizer), sandbox_factory, window=512, variants=variants)
     (corpus / "chat.txt").write_text("\n<|endoftext|>\n".join(docs * copies), encoding="utf-8")
     data = root / "data"
     assert main(["data", "prepare", "--stage", "language", "--input", str(corpus), "--tokenizer", str(tokenizer),
