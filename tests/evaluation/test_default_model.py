@@ -15,7 +15,7 @@ from sandbox.limits import SandboxSettings
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # tasks the shipped model passes in `assistant eval` (see models/README.md); re-checked here for real
 PASSING: list[str] = []  # filled from models/default/eval.json
-ANSWERS_WITH_A_CALL = "shop-failing-tests"
+ANSWERS_WITH_A_CALL = "text-debug"  # the shipped model calls debug_code here (models/default/eval.json)
 
 
 @pytest.fixture(scope="module")
