@@ -13,8 +13,7 @@ from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# tasks the shipped model passes in `assistant eval` (see models/README.md); re-checked here for real
-PASSING: list[str] = []  # filled from models/default/eval.json
+# the shipped model solves none of the end-to-end tasks yet (models/README.md); it does call tools:
 ANSWERS_WITH_A_CALL = "text-debug"  # the shipped model calls debug_code here (models/default/eval.json)
 
 
@@ -65,11 +64,3 @@ def test_the_agent_on_the_default_model_answers_with_a_real_tool_call(loaded, sa
     result = run_task(task, loaded, sandbox_settings, OracleContext(sandbox_settings))
     assert result["tool_calls"], f"no tool was called: {result['answer']!r}"
 
-
-@pytest.mark.docker
-@pytest.mark.slow
-@pytest.mark.parametrize("task_id", PASSING)
-def test_the_agent_on_the_default_model_solves_the_tasks_it_solved_in_the_eval(task_id, loaded, sandbox_settings):
-    task = next(t for t in TASKS if t.id == task_id)
-    result = run_task(task, loaded, sandbox_settings, OracleContext(sandbox_settings))
-    assert result["ok"], result
