@@ -11,7 +11,7 @@ RUN=${RUN:-runs/default}
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 STDLIB=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
-STEPS1=${STEPS1:-250}; STEPS2=${STEPS2:-150}; STEPS3=${STEPS3:-1200}
+STEPS1=${STEPS1:-250}; STEPS2=${STEPS2:-60}; STEPS3=${STEPS3:-400}
 ARCH=(--architecture dense --model-size nano --d-model 256 --n-layers 6 --n-heads 8 --d-ff 1024
       --max-seq-len 1024 --use-rmsnorm --use-rope --use-swiglu --tie-embeddings)
 stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tokenizer data language code tool_calling quantize)
@@ -46,8 +46,10 @@ for s in "${stages[@]}"; do
       run_stage tool_calling --checkpoint "$RUN/code/code_model_best.pth" --data-dir "$RUN/data" --max-seq-len 2048 --seq-len 1024 \
         --batch-size 4 --steps-per-epoch "$STEPS3" --learning-rate 5e-4 --warmup-steps 30 --eval-interval 100 --log-interval 10 ;;
     quantize)
+      mkdir -p models/default
       $A quantize --checkpoint "$RUN/tool_calling/tool_calling_model_best.pth" --quantization int8 \
-        --output models/default/model_int8.pth ;;
+        --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code
+      cp "$RUN/tokenizer.json" models/default/tokenizer.json ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
 done

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from common.errors import UsageError
     from sandbox.limits import SandboxSettings
 
-    models = args.models or [str(default_model_path())]
+    settings_doc = load_settings(Path.cwd())
+    models = args.models or [str(args.model or default_model_path(settings_doc))]
     for model in models:
         if not Path(model).is_file():
             raise UsageError(f"checkpoint not found: {model}", "pass a .pth file (e.g. models/default/model_int8.pth)")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"held-out set not found: {heldout}", "run 'assistant data prepare --stage tool_calling'")
         print(f"note: no held-out set at {heldout}; tool-call metrics skipped", file=sys.stderr)
         heldout = None
-    settings = section(load_settings(Path.cwd()), "sandbox", SandboxSettings)
+    settings = section(settings_doc, "sandbox", SandboxSettings)
     changes = {k: v for k, v in (("backend", args.sandbox_backend), ("image", args.sandbox_image)) if v}
     settings = dataclasses.replace(settings, **changes)
     report = evaluate(models, data_dir=data_dir, heldout_path=heldout, heldout_limit=args.heldout_limit,
