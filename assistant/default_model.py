@@ -13,9 +13,9 @@ from typing import Any
 
 # The repository's models/ folder (where the default model is shipped; issue 7 puts it there).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-# The shipped default model's file name inside MODELS_DIR.
-DEFAULT_MODEL_NAME = "assistant_int8.pth"
-DEFAULT_MODEL = MODELS_DIR / DEFAULT_MODEL_NAME
+# The shipped default model (models/README.md is its card; models/train_default.sh made it).
+DEFAULT_MODEL = MODELS_DIR / "default" / "model_int8.pth"
+PROJECT_ROOT = MODELS_DIR.parent
 
 
 @dataclass
@@ -66,3 +66,8 @@ path = "/path/to/model.pth"
 
 Everything else (`/index`, `/search`, `/sandbox`, `/help`) works without a model.
 """
+
+
+def default_model_path(settings: dict[str, Any] | None = None) -> Path:
+    """``[model] path`` from the settings when set, else the shipped int8 model."""
+    return choose_model(None, settings or {}).path

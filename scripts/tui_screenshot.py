@@ -1,6 +1,6 @@
 """Save an SVG screenshot of the chat after one message (the README's picture).
 
-    python scripts/tui_screenshot.py --model models/assistant_int8.pth --project . \
+    python scripts/tui_screenshot.py --model models/default/model_int8.pth --project . \
         --message "what is six times seven?" --output docs/images/tui.svg
 
 Runs the real app headless (Textual's ``run_test``), answers every approval with "Allow once",

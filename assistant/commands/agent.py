@@ -77,7 +77,7 @@ def model_path(args: argparse.Namespace, settings: dict) -> str | None:
         table = settings.get("model", {}) or {}
         chosen = table.get("path") if isinstance(table, dict) else None
     if not chosen:  # the shipped default model (models/default/), when present
-        from assistant.models import DEFAULT_MODEL
+        from assistant.default_model import DEFAULT_MODEL
 
         chosen = str(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None
     return chosen or None

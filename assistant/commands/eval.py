@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from assistant.evaluation.run import evaluate, format_table, write_json
-    from assistant.models import default_model_path
+    from assistant.default_model import default_model_path
     from assistant.settings import load_settings, section
     from common.errors import UsageError
     from sandbox.limits import SandboxSettings

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from assistant.evaluation.tasks import TASKS, OracleContext, run_task
-from assistant.models import DEFAULT_MODEL, PROJECT_ROOT
+from assistant.default_model import DEFAULT_MODEL, PROJECT_ROOT
 from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
 

@@ -61,7 +61,7 @@ def test_model_choice_flag_then_settings_then_the_shipped_default(tmp_path):
     chosen = choose_model(None, {"model": {"path": "/s.pth"}})
     assert (chosen.path, chosen.source) == (Path("/s.pth"), "settings")
     default = choose_model(None, {})
-    assert default.path == DEFAULT_MODEL and default.path.parent.name == "models"
+    assert default.path == DEFAULT_MODEL and default.path.parent.parent.name == "models" and default.exists
     text = how_to_get_a_model(choose_model(str(tmp_path / "missing.pth"), {}))
     assert "missing.pth" in text and "assistant train" in text and "assistant model import" in text
     assert "[model]" in text and "path =" in text
