@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"assistant {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("--model", metavar="PATH", help="checkpoint to chat with (default: models/)")
+    parser.add_argument("--model", metavar="PATH",
+                        help="checkpoint to chat with (default: [model] path in the settings, else models/)")
+    parser.add_argument("--resume", nargs="?", const="list", metavar="ID",
+                        help="resume a saved session: pick one from this project's sessions list, or give its ID")
+    parser.add_argument("--continue", dest="continue_", action="store_true",
+                        help="resume this project's latest session")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)

@@ -148,6 +148,7 @@ def load_model(path: str | Path, verify: bool = True):
     tokenizer = tokenizer_from_string(payload["tokenizer_json"])
     stop_tokens = (payload.get("chat") or {}).get("stop_tokens") or []
     tokenizer.extra_stop_ids = [i for i in (tokenizer.token_to_id(t) for t in stop_tokens) if i is not None]
+    tokenizer.tools_style = (payload.get("chat") or {}).get("tools_style", "full")  # how its tool list was trained
     model = model_from_payload(payload)
     del payload["model"]  # the weights live in the model now; a dtype change can then free them
     return model, tokenizer, payload

@@ -12,6 +12,7 @@ rank draws the same global batch and keeps its slice (see ``trainer.data.dataset
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from common.atomic import atomic_write_text
 from common.device import choose_device
 from trainer import TrainerError
 from trainer.checkpoint import check_flags_against_config, load_checkpoint, save_checkpoint
-from trainer.data.dataset import BatchSampler, eval_offsets, open_tokens, windows
+from trainer.data.dataset import BatchSampler, ConversationSampler, eval_offsets, masked_windows, open_mask, open_tokens, windows
 from trainer.data.prepare import read_manifest
 from trainer.data.tokenizer import load_tokenizer, tokenizer_from_string
 from trainer.models import ModelConfig, build_model, count_parameters, lm_loss, preset_config
@@ -68,6 +69,8 @@ class TrainConfig:
     use_gradient_checkpointing: bool = False
     # architecture overrides (None: preset / checkpoint value)
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # LoRA: {"rank": r, "alpha": a, "targets": "all-linear"|"q_proj,v_proj"...}; None trains every weight
+    lora: dict[str, Any] | None = None
     quiet: bool = False
 
     def prefix(self, architecture: str) -> str:
@@ -188,7 +191,13 @@ def _resolve_model_config(cfg: TrainConfig, init: dict | None, vocab_size: int) 
         requested = dict(overrides)
         if cfg.architecture:
             requested["architecture"] = cfg.architecture
+        window = requested.pop("max_seq_len", None)
         check_flags_against_config(config, requested, cfg.checkpoint or cfg.resume or "")
+        if window and window != config.max_seq_len:
+            if config.position != "rope" and config.architecture in ("dense", "moe"):
+                raise TrainerError(f"--max-seq-len cannot change a model with learned positions ({config.max_seq_len})",
+                                   "drop --max-seq-len")
+            config = dataclasses.replace(config, max_seq_len=window)  # RoPE/Mamba: no weights depend on it
         return config
     architecture = cfg.architecture or "dense"
     overrides.setdefault("vocab_size", vocab_size)
@@ -238,10 +247,16 @@ class Trainer:
                 "the checkpoint was trained with another tokenizer than this data's",
                 "prepare the data with the checkpoint's tokenizer (it is stored in the checkpoint)",
             )
-        train = open_tokens(Path(cfg.data_dir) / f"{self.stage.data}_train.npy", tokenizer.vocab_size)
-        val = open_tokens(Path(cfg.data_dir) / f"{self.stage.data}_val.npy", tokenizer.vocab_size)
+        train_path = Path(cfg.data_dir) / f"{self.stage.data}_train.npy"
+        val_path = Path(cfg.data_dir) / f"{self.stage.data}_val.npy"
+        train = open_tokens(train_path, tokenizer.vocab_size)
+        val = open_tokens(val_path, tokenizer.vocab_size)
         if train.size == 0:
             raise TrainerError(f"the {self.stage.data} training data is empty", "prepare a larger corpus")
+        self.chat = manifest.get("chat") or (init or {}).get("chat")
+        if self.stage.masked:
+            self.train_mask, self.train_starts = open_mask(train_path, train)
+            self.val_mask, self.val_starts = open_mask(val_path, val)
         return tokenizer, train, val
 
     def _resume_path(self, architecture: str) -> Path | None:
@@ -287,12 +302,27 @@ class Trainer:
         if init is not None:
             model.load_state_dict(init["model"])
         model.gradient_checkpointing = cfg.use_gradient_checkpointing
+        if cfg.lora:
+            from trainer.lora import LoRAConfig, apply_lora
+
+            names = apply_lora(model, LoRAConfig(**cfg.lora))
+            if resume is not None and resume.get("lora_state"):
+                missing, unexpected = model.load_state_dict(resume["lora_state"], strict=False)
+                if unexpected:
+                    raise TrainerError(f"{resume_path} holds another adapter than --lora-targets asks for",
+                                       "resume with the LoRA flags of the interrupted run")
+            self._log_lora = f"LoRA rank {cfg.lora['rank']} on {len(names)} Linear layers (base frozen)"
         self.raw_model = model.to(self.device)
         self.total_params, self.active_params = count_parameters(self.raw_model)
 
         self.global_micro_batch = cfg.batch_size * self.dist.world_size
-        self.sampler = BatchSampler(self.train_tokens, self.seq_len, self.global_micro_batch, cfg.seed,
-                                    self.dist.rank, self.dist.world_size)
+        if self.stage.masked:
+            self.sampler = ConversationSampler(self.train_tokens, self.train_mask, self.train_starts, self.seq_len,
+                                               self.global_micro_batch, cfg.seed, self.dist.rank, self.dist.world_size,
+                                               pad_id=self.tokenizer.eos_id)
+        else:
+            self.sampler = BatchSampler(self.train_tokens, self.seq_len, self.global_micro_batch, cfg.seed,
+                                        self.dist.rank, self.dist.world_size)
         tokens_per_step = self.global_micro_batch * cfg.gradient_accumulation_steps * self.seq_len
         self.steps_per_epoch = cfg.steps_per_epoch or max(1, self.train_tokens.size // tokens_per_step)
         self.total_steps = cfg.num_epochs * self.steps_per_epoch
@@ -334,7 +364,30 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @torch.no_grad()
+    def _evaluate_masked(self) -> dict:
+        """Mean loss over the assistant tokens of the first validation conversations."""
+        starts = self.val_starts[: self.cfg.eval_batches * self.cfg.batch_size]
+        self.raw_model.eval()
+        total, count = 0.0, 0.0
+        for first in range(0, len(starts), self.cfg.batch_size):
+            x, y, m = masked_windows(self.val_tokens, self.val_mask, starts[first : first + self.cfg.batch_size],
+                                     self.seq_len, self.tokenizer.eos_id)
+            x, y, m = x.to(self.device), y.to(self.device), m.to(self.device)
+            with self._autocast():
+                logits, _ = self.raw_model(x)
+            weight = float(m.sum())
+            total += float(lm_loss(logits, y, m)) * weight
+            count += weight
+        self.raw_model.train()
+        if count == 0:
+            return {}
+        loss = total / count
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+    @torch.no_grad()
     def evaluate(self) -> dict:
+        if self.stage.masked:
+            return self._evaluate_masked()
         seq = min(self.seq_len, self.val_tokens.size - 2)
         if seq < 1:
             return {}
@@ -353,15 +406,16 @@ class Trainer:
         return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
     def _micro_step(self, micro: int) -> tuple[float, dict]:
-        x, y = self.sampler.next_batch()
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        batch = self.sampler.next_batch()
+        x, y = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+        loss_mask = batch[2].to(self.device, non_blocking=True) if len(batch) > 2 else None
         last = micro == self.cfg.gradient_accumulation_steps - 1
         sync = last or self.dist.world_size == 1
         context = self.model.no_sync() if (not sync and hasattr(self.model, "no_sync")) else contextlib.nullcontext()
         with context:
             with self._autocast():
                 logits, aux = self.model(x)
-                loss = lm_loss(logits, y)
+                loss = lm_loss(logits, y, loss_mask)
                 total = loss + aux["aux_loss"] if aux else loss
             scaled = total / self.cfg.gradient_accumulation_steps
             if self.scaler is not None:
@@ -371,6 +425,19 @@ class Trainer:
         return float(loss.detach()), aux
 
     def _save(self, name: str, step: int, resumable: bool) -> Path:
+        from trainer.checkpoint import weights_digest
+        from trainer.lora import has_lora, lora_state_dict, save_adapter
+
+        state = self.raw_model.state_dict()
+        lora_extra: dict[str, Any] = {}
+        if has_lora(self.raw_model):
+            # the base weights stay a plain checkpoint; the adapter is written beside it, on its own
+            state = {k: v for k, v in state.items() if not k.endswith((".lora_A", ".lora_B"))}
+            adapter = save_adapter(self.out_dir / f"{self.prefix}_{name}_adapter.pt", self.raw_model,
+                                   weights_digest(state), stage=self.cfg.stage, step=step)
+            lora_extra["adapter"] = str(adapter)
+            if resumable:
+                lora_extra["lora_state"] = lora_state_dict(self.raw_model)
         extra: dict[str, Any] = {
             "kind": "resumable" if resumable else "weights",
             "stage": self.cfg.stage,
@@ -380,6 +447,8 @@ class Trainer:
             "evals": self.evals,
             "parameters": {"total": self.total_params, "active": self.active_params},
         }
+        if self.chat:
+            extra["chat"] = self.chat  # how conversations were rendered (e.g. the compact tool list)
         if resumable:
             extra.update(
                 optimizer=self.optimizer.state_dict(),
@@ -389,9 +458,10 @@ class Trainer:
                 history=self.history,
                 skipped=self.skipped,
             )
+        extra.update(lora_extra)
         return save_checkpoint(
             self.out_dir / f"{self.prefix}_{name}.pth",
-            model_state=self.raw_model.state_dict(),
+            model_state=state,
             model_config=self.model_config,
             tokenizer_json=self.tokenizer.to_str(),
             tokenizer_hash=self.tokenizer.hash,
@@ -434,6 +504,8 @@ class Trainer:
             f"amp {self.autocast_dtype or 'off'} | {self.total_steps} steps x {self.tokens_per_step} tokens"
             + (f" | world {self.dist.world_size}" if self.dist.world_size > 1 else "")
         )
+        if getattr(self, "_log_lora", None):
+            self._log(self._log_lora)
         if self.start_step >= self.total_steps:
             self._log(f"nothing to do: the run already finished at step {self.start_step}")
             return self.summary()
@@ -563,6 +635,7 @@ class Trainer:
             "best_checkpoint": str(self.out_dir / f"{self.prefix}_best.pth"),
             "last_checkpoint": str(self.out_dir / f"{self.prefix}_last.pth"),
             "history": str(self.out_dir / f"{self.prefix}_history.json"),
+            "best_adapter": str(self.out_dir / f"{self.prefix}_best_adapter.pt") if self.cfg.lora else None,
             "parameters": {"total": self.total_params, "active": self.active_params},
         }
 

@@ -13,4 +13,8 @@ COMMAND_MODULES = [
     "assistant.commands.generate",
     "assistant.commands.quantize",
     "assistant.commands.model",
+    "assistant.commands.agent",
+    "assistant.commands.feedback",
+    "assistant.commands.eval",
+    "assistant.commands.retrain",
 ]

@@ -18,6 +18,7 @@ def register(sub) -> None:
         "message in the chat format and the reply is parsed for a tool call.",
     )
     p.add_argument("--checkpoint", help="checkpoint to load (default: the global --model)")
+    p.add_argument("--adapter", help="a LoRA adapter trained on the checkpoint, merged at load time")
     p.add_argument("--prompt", help="the prompt text (default: read stdin)")
     p.add_argument("--chat", action="store_true", help="treat the prompt as a user message (chat format)")
     p.add_argument("--system", help="with --chat: a system prompt")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from assistant.runtime import Finished, GenerationConfig, TextDelta, load, stream, stream_chat
 
-    loaded = load(checkpoint, device=args.device, dtype=args.dtype)
+    loaded = load(checkpoint, device=args.device, dtype=args.dtype, adapter=args.adapter)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed)
     tools = None

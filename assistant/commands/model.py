@@ -29,10 +29,42 @@ def register(sub) -> None:
     exp.add_argument("--json", action="store_true")
     exp.set_defaults(handler=run_export)
 
+    rb = msub.add_parser("rollback", help="make the previously promoted model current again (stage 10)")
+    rb.add_argument("--models-dir", default="models")
+    rb.add_argument("--to", metavar="VERSION", help="a version listed by 'assistant model versions' (default: the previous one)")
+    rb.set_defaults(handler=run_rollback)
+    ver = msub.add_parser("versions", help="list the promoted-model versions kept on disk (stage 10)")
+    ver.add_argument("--models-dir", default="models")
+    ver.set_defaults(handler=run_versions)
+
     info = msub.add_parser("info", help="show a checkpoint's architecture, size, origin and quantization report")
     info.add_argument("checkpoint")
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=run_info)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from trainer.continual.registry import Registry
+
+    registry = Registry(args.models_dir)
+    before, after = registry.rollback(args.to)
+    print(f"rolled back: {before['id']} -> {after['id']} ({registry.file(after, 'shipped')})")
+    return 0
+
+
+def run_versions(args: argparse.Namespace) -> int:
+    from trainer.continual.registry import Registry
+
+    registry = Registry(args.models_dir)
+    data = registry.load()
+    if not data["versions"]:
+        print(f"no versions in {registry.root}")
+        return 0
+    for v in data["versions"]:
+        mark = "*" if v["id"] == data.get("current") else " "
+        state = "pruned" if v.get("pruned") else ("promoted" if v.get("promoted") else "kept")
+        print(f"{mark} {v['id']:<24} parent {v.get('parent') or '-':<24} {state}")
+    return 0
 
 
 def run_import(args: argparse.Namespace) -> int:

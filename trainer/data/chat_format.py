@@ -39,6 +39,8 @@ SYSTEM, USER, ASSISTANT, TOOL_CALL, TOOL_RESULT, END, IMAGE, EOS = (
 )
 ROLE_TOKENS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT, "tool": TOOL_RESULT}
 TOOLS_HEADER = "Available tools, one JSON schema per line:"
+TOOLS_HEADER_COMPACT = "Available tools:"
+TOOLS_STYLES = ("full", "compact")
 
 
 @dataclass
@@ -80,24 +82,47 @@ def tool_call_json(name: str, arguments: Mapping[str, Any]) -> str:
     return json.dumps({"name": name, "arguments": dict(arguments)}, ensure_ascii=False)
 
 
-def tools_block(tools: Sequence[Mapping[str, Any]]) -> str:
-    """The tool list appended to the system prompt: one compact JSON schema per line."""
+def tools_block(tools: Sequence[Mapping[str, Any]], style: str = "full") -> str:
+    """The tool list appended to the system prompt: one compact JSON schema per line.
+
+    ``style="compact"`` lists one signature per line (``name(arg: type, opt?: type) - first
+    sentence``): about a seventh of the tokens, for small models with short context windows. A
+    checkpoint records the style it was trained with (``chat.tools_style``) and the runtime uses it.
+    """
+    if style == "compact":
+        return TOOLS_HEADER_COMPACT + "\n" + "\n".join(_signature(t) for t in tools)
+    if style != "full":
+        raise TrainerError(f"unknown tools style '{style}'", f"use one of {', '.join(TOOLS_STYLES)}")
     lines = [json.dumps({"name": t["name"], "description": t.get("description", ""), "parameters": t.get("parameters", {})},
                         ensure_ascii=False, separators=(",", ":")) for t in tools]
     return TOOLS_HEADER + "\n" + "\n".join(lines)
 
 
-def _segments(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping] | None, add_generation_prompt: bool):
+def _signature(tool: Mapping[str, Any]) -> str:
+    parameters = tool.get("parameters") or {}
+    required = set(parameters.get("required") or [])
+    args = []
+    for name, spec in (parameters.get("properties") or {}).items():
+        kind = spec.get("type") or ("enum" if "enum" in spec else "any")
+        if kind == "array":
+            kind = f"array of {(spec.get('items') or {}).get('type', 'enum')}"
+        args.append(f"{name}{'' if name in required else '?'}: {kind}")
+    description = re.split(r"\. |: | \(|;", str(tool.get("description", "")))[0].rstrip(".")
+    return f"{tool['name']}({', '.join(args)}) - {description}"
+
+
+def _segments(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping] | None, add_generation_prompt: bool,
+              tools_style: str = "full"):
     """(kind, value, trained) pieces: kind 'special' (a token string) or 'text' (ordinary text)."""
     messages = list(messages)
     if tools:
         if messages and messages[0].get("role") == "system":
             first = dict(messages[0])
             text = "".join(p.get("text", "") for p in _parts(first.get("content")) if p["type"] == "text")
-            first["content"] = (text + "\n\n" if text else "") + tools_block(tools)
+            first["content"] = (text + "\n\n" if text else "") + tools_block(tools, tools_style)
             messages[0] = first
         else:
-            messages.insert(0, {"role": "system", "content": tools_block(tools)})
+            messages.insert(0, {"role": "system", "content": tools_block(tools, tools_style)})
     for index, message in enumerate(messages):
         role = message.get("role")
         if role not in ROLE_TOKENS:
@@ -123,9 +148,9 @@ def _segments(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping] | 
 
 
 def render_text(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping] | None = None,
-                add_generation_prompt: bool = False) -> str:
+                add_generation_prompt: bool = False, tools_style: str = "full") -> str:
     """The conversation as one string (for reading and logs; ``render`` gives the token ids)."""
-    return "".join(value for _, value, _ in _segments(messages, tools, add_generation_prompt))
+    return "".join(value for _, value, _ in _segments(messages, tools, add_generation_prompt, tools_style))
 
 
 class _TextEncoder:
@@ -160,7 +185,7 @@ def _special_strings(tokenizer) -> set[str]:
 
 
 def render(messages: Sequence[Mapping[str, Any]], tokenizer, *, tools: Sequence[Mapping] | None = None,
-           add_generation_prompt: bool = False) -> Rendered:
+           add_generation_prompt: bool = False, tools_style: str | None = None) -> Rendered:
     """Token ids and loss mask of a conversation.
 
     ``tokenizer`` is a ``trainer.data.tokenizer.TextTokenizer``. ``tools`` (e.g.
@@ -168,11 +193,14 @@ def render(messages: Sequence[Mapping[str, Any]], tokenizer, *, tools: Sequence[
     ends with ``<|assistant|>`` for the model to continue. ``mask[i]`` is 1 when token i is part of
     an assistant turn (its text, tool call and closing ``<|end|>``): train on targets ``ids[1:]``
     with ``mask[1:]``. An assistant message with ``"train": False`` is context, not a target.
+    ``tools_style`` (full/compact) defaults to the tokenizer's ``tools_style`` (set by the loader from
+    the checkpoint), else full.
     """
+    style = tools_style or getattr(tokenizer, "tools_style", None) or "full"
     encode = _TextEncoder(tokenizer)
     ids: list[int] = list(getattr(tokenizer, "bos_ids", []) or [])
     mask: list[int] = [0] * len(ids)
-    for kind, value, trained in _segments(messages, tools, add_generation_prompt):
+    for kind, value, trained in _segments(messages, tools, add_generation_prompt, style):
         if kind == "special":
             token_id = tokenizer.token_to_id(value)
             if token_id is None:

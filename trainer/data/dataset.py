@@ -78,3 +78,63 @@ def eval_offsets(n_tokens: int, seq_len: int, count: int) -> list[int]:
     if count <= 1 or last == 0:
         return [0]
     return sorted({int(round(i * last / (count - 1))) for i in range(count)})
+
+
+def open_mask(tokens_path: str | Path, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The loss mask and conversation starts beside a token file (``X.npy`` → ``X_mask.npy``, ``X_starts.npy``)."""
+    tokens_path = Path(tokens_path)
+    arrays = []
+    for suffix in ("_mask", "_starts"):
+        path = tokens_path.with_name(tokens_path.stem + suffix + ".npy")
+        if not path.exists():
+            raise TrainerError(f"{path} is missing", "prepare the data again with 'assistant data prepare'")
+        try:
+            arrays.append(np.load(path, mmap_mode="r"))
+        except (ValueError, OSError, EOFError) as exc:
+            raise TrainerError(f"{path} is not a valid .npy file", "prepare the data again") from exc
+    mask, starts = arrays
+    if mask.shape != tokens.shape:
+        raise TrainerError(f"the mask beside {tokens_path} does not match its tokens", "prepare the data again")
+    if starts.size == 0 or int(np.asarray(starts).max()) >= tokens.size:
+        raise TrainerError(f"the conversation offsets beside {tokens_path} are out of range", "prepare the data again")
+    return mask, np.asarray(starts, dtype=np.int64)
+
+
+def masked_windows(tokens: np.ndarray, mask: np.ndarray, offsets, seq_len: int, pad_id: int = 0):
+    """(x, y, loss mask of y) windows starting at ``offsets``; past the end: padding, masked out."""
+    xs, ys, ms = [], [], []
+    for start in np.asarray(offsets, dtype=np.int64):
+        chunk = np.asarray(tokens[start : start + seq_len + 1], dtype=np.int64)
+        weights = np.asarray(mask[start : start + seq_len + 1], dtype=np.int64)
+        if chunk.size < seq_len + 1:
+            pad = seq_len + 1 - chunk.size
+            chunk = np.concatenate([chunk, np.full(pad, pad_id, dtype=np.int64)])
+            weights = np.concatenate([weights, np.zeros(pad, dtype=np.int64)])
+        xs.append(chunk[:-1])
+        ys.append(chunk[1:])
+        ms.append(weights[1:])
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), torch.from_numpy(np.stack(ms))
+
+
+class ConversationSampler:
+    """Random conversations (windows that start at one), with their loss masks; resumable."""
+
+    def __init__(self, tokens: np.ndarray, mask: np.ndarray, starts: np.ndarray, seq_len: int, global_batch: int,
+                 seed: int, rank: int = 0, world_size: int = 1, pad_id: int = 0) -> None:
+        if global_batch % world_size:
+            raise ValueError("global batch must divide by world size")
+        self.tokens, self.mask, self.starts, self.seq_len = tokens, mask, starts, seq_len
+        self.global_batch, self.rank, self.world_size, self.pad_id = global_batch, rank, world_size, pad_id
+        self.rng = np.random.default_rng(seed)
+
+    def next_batch(self):
+        picks = self.starts[self.rng.integers(0, self.starts.size, size=self.global_batch)]
+        per_rank = self.global_batch // self.world_size
+        mine = picks[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return masked_windows(self.tokens, self.mask, mine, self.seq_len, self.pad_id)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]

@@ -41,9 +41,11 @@ class CausalLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 
-    def forward(self, idx: torch.Tensor, cache: list | None = None, start_pos: int = 0, last_only: bool = False):
+    def forward(self, idx: torch.Tensor, cache: list | None = None, start_pos: int = 0, last_only: bool = False,
+                head: bool = True):
         """``cache`` (from ``new_cache``) makes this an incremental step at ``start_pos``;
-        ``last_only`` computes the logits of the last position only (generation)."""
+        ``last_only`` computes the logits of the last position only (generation); ``head=False``
+        returns the final normalised hidden states (B, T, d) instead of logits (reward and value heads)."""
         B, T = idx.shape
         if start_pos + T > self.config.max_seq_len and self.learned_positions:
             raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.config.max_seq_len}")
@@ -62,8 +64,8 @@ class CausalLM(nn.Module):
                 aux_list.append(aux)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head(self.norm(x))
-        return logits, _merge_aux(aux_list)
+        hidden = self.norm(x)
+        return (self.lm_head(hidden) if head else hidden), _merge_aux(aux_list)
 
     def new_cache(self, batch: int = 1, device=None, kv_dtype: torch.dtype | None = None) -> list:
         """A fresh per-layer generation cache: KV caches for attention, recurrent state for Mamba.

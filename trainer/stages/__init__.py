@@ -15,6 +15,9 @@ class Stage:
     follows: str | None = None
     # where the trainer reads its prepared data: <data_dir>/<data_prefix>_{train,val}.npy
     data_prefix: str = ""
+    # supervised on conversations: windows start at a conversation and the loss counts only
+    # targets whose <stage>_{train,val}_mask.npy entry is 1 (the chat format's assistant tokens)
+    masked: bool = False
     defaults: dict = field(default_factory=dict)
 
     @property
@@ -25,8 +28,9 @@ class Stage:
 def get_stage(name: str) -> Stage:
     from trainer.stages.code import STAGE as code
     from trainer.stages.language import STAGE as language
+    from trainer.stages.tool_calling import STAGE as tool_calling
 
-    stages = {s.name: s for s in (language, code)}
+    stages = {s.name: s for s in (language, code, tool_calling)}
     if name not in stages:
         from trainer import TrainerError
 
@@ -34,4 +38,4 @@ def get_stage(name: str) -> Stage:
     return stages[name]
 
 
-TRAINABLE_STAGES = ("language", "code")
+TRAINABLE_STAGES = ("language", "code", "tool_calling")

@@ -1,0 +1,66 @@
+"""The shipped default model: present, small enough for git, loads as int8 with its tokenizer and
+tool style, and answers requests with real tool calls through the agent loop and the sandbox."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from assistant.evaluation.tasks import TASKS, OracleContext, run_task
+from assistant.default_model import DEFAULT_MODEL, PROJECT_ROOT
+from sandbox import SandboxError
+from sandbox.limits import SandboxSettings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# the shipped model solves none of the end-to-end tasks yet (models/README.md); it does call tools:
+ANSWERS_WITH_A_CALL = "text-debug"  # the shipped model calls debug_code here (models/default/eval.json)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    import torch
+
+    from assistant.runtime import load
+
+    torch.set_num_threads(1)
+    return load(DEFAULT_MODEL)
+
+
+def test_the_default_model_ships_within_the_size_limit():
+    assert DEFAULT_MODEL.is_file(), "models/default/model_int8.pth is missing"
+    shipped = sum(p.stat().st_size for p in (PROJECT_ROOT / "models").rglob("*") if p.is_file())
+    assert shipped <= 60 * 2**20
+    assert (DEFAULT_MODEL.parent / "tokenizer.json").is_file()
+
+
+def test_it_loads_as_int8_with_the_compact_tool_style(loaded):
+    assert loaded.quantization["mode"] == "int8"
+    assert loaded.tokenizer.tools_style == "compact"
+    assert loaded.metadata["stage"] == "tool_calling"
+
+
+@pytest.fixture(scope="module")
+def sandbox_settings() -> SandboxSettings:
+    from sandbox.docker_backend import connect
+    from sandbox.image import ensure_offline_image
+
+    try:
+        client = connect(SandboxSettings(), timeout=600)
+    except SandboxError as exc:
+        if IN_CI:
+            pytest.fail(f"no Docker engine: {exc}", pytrace=False)
+        pytest.skip(f"no Docker engine: {exc}")
+    image = ensure_offline_image(client, log=print)
+    client.close()
+    return SandboxSettings(backend="docker", image=image, memory_mb=256, pids=64, timeout_s=30.0)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_agent_on_the_default_model_answers_with_a_real_tool_call(loaded, sandbox_settings):
+    """What `make run` promises: a request gets a tool call, which runs in the sandbox."""
+    task = next(t for t in TASKS if t.id == ANSWERS_WITH_A_CALL)
+    result = run_task(task, loaded, sandbox_settings, OracleContext(sandbox_settings))
+    assert result["tool_calls"], f"no tool was called: {result['answer']!r}"
+

@@ -1,0 +1,172 @@
+"""Small sample projects the tool-calling generator runs real tools on.
+
+Each project is a package of a few functions (picked from a pool, under one of several names),
+a test file (a seeded share of the projects carry one injected bug, so their tests fail), a
+README, and a few real modules copied from this machine's Python standard library (so file
+reads, searches and analyses run on real code). Training and held-out projects use disjoint
+function names, package names and standard-library files.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import random
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# name variants | source (NAME is replaced) | tests (NAME replaced) | bug: (old, new) in the source
+FUNCTIONS: list[dict] = [
+    {"names": ["add", "plus", "sum_two", "add_numbers", "combine"], "src": "def NAME(a, b):\n    return a + b\n",
+         "tests": "def test_NAME():\n    assert NAME(2, 3) == 5\n    assert NAME(-1, 1) == 0\n", "bug": ("a + b", "a - b")},
+    {"names": ["clamp", "bound", "limit_value", "clip", "restrict"],
+         "src": "def NAME(value, low, high):\n    if value < low:\n        return low\n    if value > high:\n        return high\n    return value\n",
+         "tests": "def test_NAME():\n    assert NAME(5, 0, 10) == 5\n    assert NAME(-3, 0, 10) == 0\n    assert NAME(42, 0, 10) == 10\n",
+         "bug": ("return high", "return low")},
+    {"names": ["word_count", "count_words", "n_words", "words_in", "tally_words"],
+         "src": "def NAME(text):\n    return len(text.split())\n",
+         "tests": "def test_NAME():\n    assert NAME('a b c') == 3\n    assert NAME('') == 0\n", "bug": ("len(text.split())", "len(text.split(' '))")},
+    {"names": ["is_palindrome", "palindrome", "reads_same_backwards", "is_mirror", "symmetric_word"],
+         "src": "def NAME(word):\n    word = word.lower()\n    return word == word[::-1]\n",
+         "tests": "def test_NAME():\n    assert NAME('Level')\n    assert not NAME('python')\n", "bug": ("word = word.lower()", "word = word")},
+    {"names": ["celsius_to_fahrenheit", "c_to_f", "to_fahrenheit", "fahrenheit", "convert_temp"],
+         "src": "def NAME(celsius):\n    return celsius * 9 / 5 + 32\n",
+         "tests": "def test_NAME():\n    assert NAME(100) == 212\n    assert NAME(0) == 32\n", "bug": ("* 9 / 5 + 32", "* 5 / 9 + 32")},
+    {"names": ["median", "middle_value", "midpoint_of", "median_of", "central_value"],
+         "src": "def NAME(values):\n    ordered = sorted(values)\n    mid = len(ordered) // 2\n    if len(ordered) % 2:\n        return ordered[mid]\n    return (ordered[mid - 1] + ordered[mid]) / 2\n",
+         "tests": "def test_NAME():\n    assert NAME([3, 1, 2]) == 2\n    assert NAME([4, 1, 3, 2]) == 2.5\n", "bug": ("sorted(values)", "list(values)")},
+    {"names": ["factorial", "fact", "product_upto", "n_factorial", "factorial_of"],
+         "src": "def NAME(n):\n    result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result\n",
+         "tests": "def test_NAME():\n    assert NAME(5) == 120\n    assert NAME(0) == 1\n", "bug": ("range(2, n + 1)", "range(2, n)")},
+    {"names": ["slugify", "make_slug", "to_slug", "url_name", "slug_of"],
+         "src": "def NAME(title):\n    words = title.lower().split()\n    return '-'.join(words)\n",
+         "tests": "def test_NAME():\n    assert NAME('Hello World') == 'hello-world'\n", "bug": ("'-'.join(words)", "'_'.join(words)")},
+    {"names": ["fizzbuzz", "fizz_buzz", "fb_value", "fizz_word", "buzz_or_number"],
+         "src": "def NAME(n):\n    if n % 15 == 0:\n        return 'FizzBuzz'\n    if n % 3 == 0:\n        return 'Fizz'\n    if n % 5 == 0:\n        return 'Buzz'\n    return str(n)\n",
+         "tests": "def test_NAME():\n    assert NAME(9) == 'Fizz'\n    assert NAME(10) == 'Buzz'\n    assert NAME(30) == 'FizzBuzz'\n    assert NAME(7) == '7'\n",
+         "bug": ("n % 15 == 0", "n % 15 == 1")},
+    {"names": ["average", "mean", "mean_of", "avg", "arithmetic_mean"],
+         "src": "def NAME(values):\n    if not values:\n        return 0\n    return sum(values) / len(values)\n",
+         "tests": "def test_NAME():\n    assert NAME([2, 4, 6]) == 4\n    assert NAME([]) == 0\n", "bug": ("sum(values) / len(values)", "sum(values) / (len(values) + 1)")},
+    {"names": ["reverse_words", "flip_words", "backwards_sentence", "words_reversed", "invert_order"],
+         "src": "def NAME(sentence):\n    return ' '.join(reversed(sentence.split()))\n",
+         "tests": "def test_NAME():\n    assert NAME('one two three') == 'three two one'\n", "bug": ("reversed(sentence.split())", "sentence.split()")},
+    {"names": ["count_vowels", "vowel_count", "num_vowels", "vowels_in", "tally_vowels"],
+         "src": "def NAME(text):\n    return sum(1 for ch in text.lower() if ch in 'aeiou')\n",
+         "tests": "def test_NAME():\n    assert NAME('Banana') == 3\n    assert NAME('xyz') == 0\n", "bug": ("in 'aeiou'", "in 'aeio'")},
+    {"names": ["is_even", "even", "divisible_by_two", "check_even", "is_pair"],
+         "src": "def NAME(n):\n    return n % 2 == 0\n",
+         "tests": "def test_NAME():\n    assert NAME(4)\n    assert not NAME(7)\n", "bug": ("n % 2 == 0", "n % 2 == 1")},
+    {"names": ["gcd", "greatest_divisor", "common_divisor", "hcf", "gcd_of"],
+         "src": "def NAME(a, b):\n    while b:\n        a, b = b, a % b\n    return abs(a)\n",
+         "tests": "def test_NAME():\n    assert NAME(12, 18) == 6\n    assert NAME(7, 5) == 1\n", "bug": ("a, b = b, a % b", "a, b = b, a // b")},
+]
+
+PACKAGES = ["toolbox", "helpers", "mathkit", "textkit", "utilities", "corelib", "appcore", "shared", "kit", "lib_tools",
+            "common_utils", "minitools", "pyhelpers", "basics", "funcs", "snippets", "workbench", "devkit"]
+MODULE_NAMES = ["ops", "numbers", "strings", "misc", "logic", "calc", "text", "tools", "core", "funcs"]
+
+# small, self-contained standard-library modules: real code to read, search and analyse
+STDLIB_CANDIDATES = ["bisect.py", "colorsys.py", "keyword.py", "fnmatch.py", "glob.py", "textwrap.py", "shlex.py",
+                     "stat.py", "this.py", "sched.py", "graphlib.py", "numbers.py", "reprlib.py", "queue.py",
+                     "copy.py", "cmd.py", "heapq.py", "netrc.py", "mimetypes.py", "filecmp.py", "getopt.py",
+                     "abc.py", "calendar.py", "string.py", "tabnanny.py", "nturl2path.py", "operator.py",
+                     "quopri.py", "uu.py", "wave.py", "chunk.py", "sndhdr.py", "imghdr.py", "linecache.py"]
+
+
+@dataclass
+class ProjectFunction:
+    name: str
+    module: str  # dotted, e.g. toolbox.ops
+    path: str  # toolbox/ops.py
+    line: int
+    pool_index: int
+    buggy: bool
+
+
+@dataclass
+class SampleProject:
+    name: str
+    root: Path
+    package: str
+    functions: list[ProjectFunction] = field(default_factory=list)
+    stdlib_files: list[str] = field(default_factory=list)  # relative paths of copied modules
+    test_file: str = ""
+    bug: str | None = None  # name of the buggy function, if any
+
+    def files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file())
+
+    def defined_names(self, relpath: str) -> list[tuple[str, int]]:
+        """(function or class name, line) defined at the top level of a file."""
+        tree = ast.parse((self.root / relpath).read_text(encoding="utf-8"))
+        return [(n.name, n.lineno) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+
+
+def _split_of(value: str, salt: str) -> str:
+    """A stable train/heldout assignment of a value (about one in four held out)."""
+    digest = hashlib.sha256(f"{salt}:{value}".encode()).digest()
+    return "heldout" if digest[0] % 4 == 0 else "train"
+
+
+def name_pool(index: int, split: str) -> list[str]:
+    """Function names of pool entry ``index`` usable in ``split`` (the last variant is held out)."""
+    names = FUNCTIONS[index]["names"]
+    return names[-1:] if split == "heldout" else names[:-1]
+
+
+def stdlib_files(split: str) -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    chosen = [root / n for n in STDLIB_CANDIDATES if (root / n).is_file() and (root / n).stat().st_size < 40_000]
+    return [p for p in chosen if _split_of(p.name, "stdlib") == split]
+
+
+def build_projects(root: Path, split: str, count: int, seed: int) -> list[SampleProject]:
+    """``count`` projects under ``root`` for ``split``; deterministic for a seed."""
+    rng = random.Random(f"{seed}:{split}:projects")
+    packages = [p for p in PACKAGES if _split_of(p, "package") == split] or PACKAGES[:1]
+    stdlib = stdlib_files(split)
+    projects = []
+    for number in range(count):
+        package = packages[number % len(packages)]
+        name = f"{split}-project-{number}"
+        project_root = root / name
+        project_root.mkdir(parents=True, exist_ok=True)
+        module = rng.choice(MODULE_NAMES)
+        picks = rng.sample(range(len(FUNCTIONS)), 3)
+        buggy_index = rng.choice(picks) if number % 2 == 0 else None
+        project = SampleProject(name=name, root=project_root, package=package)
+        source_parts, test_parts = [], []
+        line = 1
+        for index in picks:
+            fname = rng.choice(name_pool(index, split))
+            src = FUNCTIONS[index]["src"].replace("NAME", fname)
+            if index == buggy_index:
+                old, new = FUNCTIONS[index]["bug"]
+                src = src.replace(old, new, 1)
+                project.bug = fname
+            project.functions.append(ProjectFunction(fname, f"{package}.{module}", f"{package}/{module}.py", line,
+                                                     index, index == buggy_index))
+            source_parts.append(src)
+            line += src.count("\n") + 2
+            test_parts.append(FUNCTIONS[index]["tests"].replace("NAME", fname))
+        pkg_dir = project_root / package
+        pkg_dir.mkdir(exist_ok=True)
+        (pkg_dir / "__init__.py").write_text("")
+        (pkg_dir / f"{module}.py").write_text("\n\n".join(source_parts))
+        tests_dir = project_root / "tests"
+        tests_dir.mkdir(exist_ok=True)
+        imports = ", ".join(f.name for f in project.functions)
+        project.test_file = f"tests/test_{module}.py"
+        (project_root / project.test_file).write_text(f"from {package}.{module} import {imports}\n\n\n" + "\n\n".join(test_parts))
+        (project_root / "README.md").write_text(f"# {package}\n\nSmall helpers: {imports}.\n")
+        for source in rng.sample(stdlib, min(2, len(stdlib))):
+            target = project_root / "vendor" / source.name
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            project.stdlib_files.append(f"vendor/{source.name}")
+        for path in [project_root, *project_root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the sandbox's unprivileged uid
+        projects.append(project)
+    return projects

@@ -1,0 +1,1 @@
+"""Stage 4: learning from preferences (reward model, DPO, KTO, PPO, GRPO) and its data."""
