@@ -433,11 +433,12 @@ class ToolCallConstraint:
             if self.allows(token):
                 return token
         mask = self.allowed_mask(logits.device)
-        if not bool(mask.any()):
+        masked = logits.masked_fill(~mask, float("-inf"))
+        if not bool(torch.isfinite(masked).any()):  # nothing fits (or all that fits is banned, e.g. by min_new_tokens)
             self.notes.append("tool-call constraint: no token fits the call here; went on unconstrained")
             self.disabled = True
             return sample(logits)
-        return sample(logits.masked_fill(~mask, float("-inf")))
+        return sample(masked)
 
     def advance(self, token: int) -> None:
         if self.disabled:

@@ -196,3 +196,19 @@ def test_greedy_output_of_a_model_that_writes_a_valid_call_is_unchanged(tokenize
     assert end.text.startswith('Running them.<|tool_call|>{"name": "execute_bash", "arguments": {"command": '), end.text
     reply = parse_reply(end.text, others)
     assert isinstance(reply, ToolCall) and reply.name == "execute_bash", end.text
+
+
+def test_when_no_token_fits_the_call_goes_on_unconstrained_with_a_note(random_model):
+    """Never zero allowed tokens: a vocabulary that cannot spell the call (here: one without '{')."""
+    import copy
+
+    constraint = ToolCallConstraint(random_model.tokenizer, offered_tools(), random_model.config.vocab_size)
+    vocab = copy.copy(constraint.vocab)
+    vocab.by_bytes = {piece: ids for piece, ids in vocab.by_bytes.items() if b"{" not in piece}
+    vocab.sorted = sorted(vocab.by_bytes)
+    constraint.vocab = vocab
+    constraint.advance(random_model.tokenizer.token_to_id(TOOL_CALL))
+    logits = torch.zeros(random_model.config.vocab_size)
+    logits[7] = 5.0
+    assert constraint.choose(logits, lambda raw: int(torch.argmax(raw))) == 7
+    assert constraint.disabled and constraint.notes and "unconstrained" in constraint.notes[0]
