@@ -212,3 +212,30 @@ def test_when_no_token_fits_the_call_goes_on_unconstrained_with_a_note(random_mo
     logits[7] = 5.0
     assert constraint.choose(logits, lambda raw: int(torch.argmax(raw))) == 7
     assert constraint.disabled and constraint.notes and "unconstrained" in constraint.notes[0]
+
+
+def test_token_bytes_spell_the_text_for_byte_level_and_sentencepiece_tokenizers(tokenizer):
+    """Each token's precomputed bytes, joined, give back the text: a character split across tokens
+    (byte-level BPE) and SentencePiece's leading-space marker included."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from assistant.runtime.constrain import VocabBytes
+    from tests.assistant.conftest import STDLIB, TEXT
+    from trainer.data.tokenizer import SPECIAL_TOKENS, TextTokenizer
+
+    vocab = VocabBytes(tokenizer, tokenizer.vocab_size)
+    ids = tokenizer.encode(TEXT)
+    assert any(tokenizer.decode([i]).endswith("\ufffd") for i in ids)  # some character is split
+    assert b"".join(vocab.pieces[i] for i in ids) == TEXT.encode()
+
+    text = 'def run(path): return {"name": "read_file", "arguments": {"path": path}}'
+    sp = Tokenizer(models.BPE(unk_token="<unk>"))
+    sp.pre_tokenizer = pre_tokenizers.Metaspace()
+    sp.decoder = decoders.Metaspace()
+    sp.train_from_iterator([p.read_text(encoding="utf-8") for p in sorted(STDLIB.glob("*.py"))[:5]] + [text],
+                           trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", *SPECIAL_TOKENS], show_progress=False))
+    wrapped = TextTokenizer(sp)
+    vocab = VocabBytes(wrapped, wrapped.vocab_size)
+    ids = wrapped.encode(text)
+    assert any(wrapped.id_to_token(i).startswith("\u2581") for i in ids[1:])  # tokens that carry the space marker
+    assert b"".join(vocab.pieces[i] for i in ids).lstrip(b" ") == text.encode()
