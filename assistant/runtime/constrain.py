@@ -150,6 +150,8 @@ class JsonArguments:
         "key",
         "keys",
         "mode",
+        "nonempty",
+        "nonempty_keys",
         "number",
         "pending",
         "required",
@@ -161,9 +163,11 @@ class JsonArguments:
     )
 
     def __init__(self, keys: Sequence[str] | None, required: Sequence[str] = (),
-                 types: Mapping[str, str] | None = None) -> None:
+                 types: Mapping[str, str] | None = None, nonempty: Sequence[str] = ()) -> None:
         self.keys = [json.dumps(k)[1:-1].encode() for k in keys] if keys else None
         self.types = {json.dumps(k)[1:-1].encode(): v for k, v in (types or {}).items() if v in _TYPE_STARTS}
+        self.nonempty_keys = frozenset(json.dumps(k)[1:-1].encode() for k in nonempty)  # strings with minLength >= 1
+        self.nonempty = False  # the string being read may not close yet
         self.required = frozenset(json.dumps(k)[1:-1].encode() for k in required if not keys or k in keys)
         self.stack = ["call", "args"]  # containers: call (the outer object), args, obj, arr
         self.mode = "key_or_close"
@@ -180,6 +184,7 @@ class JsonArguments:
         other.keys, other.required, other.stack, other.mode = self.keys, self.required, self.stack[:], self.mode
         other.used, other.key, other.pending, other.number = self.used, self.key, self.pending, self.number
         other.spaces, other.integer, other.starts, other.types = self.spaces, self.integer, self.starts, self.types
+        other.nonempty_keys, other.nonempty = self.nonempty_keys, self.nonempty
         return other
 
     @property
@@ -244,11 +249,14 @@ class JsonArguments:
         mode = self.mode
         if mode == "string":
             if b == ord('"'):
+                if self.nonempty:
+                    return False
                 self._end_value()
             elif b == ord("\\"):
                 self.mode = "escape"
             elif b < 0x20:
                 return False
+            self.nonempty = False
             return True
         if mode == "escape":
             if b not in _ESCAPES:
@@ -289,6 +297,7 @@ class JsonArguments:
                     kind = self.types.get(self.key)
                     self.starts = _TYPE_STARTS.get(kind)
                     self.integer = kind == "integer"
+                    self.nonempty = kind == "string" and self.key in self.nonempty_keys
                 self.mode = "colon"
                 return True
             if self._restricted():
@@ -363,7 +372,9 @@ class ToolCallConstraint:
         if keys is None and parameters.get("additionalProperties") is False:
             keys = []
         types = {k: v.get("type") for k, v in (parameters.get("properties") or {}).items() if isinstance(v, Mapping)}
-        state = JsonArguments(keys, parameters.get("required") or (), types)
+        nonempty = [k for k, v in (parameters.get("properties") or {}).items()
+                    if isinstance(v, Mapping) and v.get("type") == "string" and (v.get("minLength") or 0) >= 1]
+        state = JsonArguments(keys, parameters.get("required") or (), types, nonempty)
         if keys == []:
             state.keys = []
         return state

@@ -136,8 +136,8 @@ def test_an_unoffered_tool_name_can_never_be_produced(random_model):
 
 
 def test_the_arguments_automaton_accepts_json_and_refuses_garbage():
-    def reads(text, keys=None, required=(), types=None):
-        state = JsonArguments(keys, required, types)
+    def reads(text, keys=None, required=(), types=None, nonempty=()):
+        state = JsonArguments(keys, required, types, nonempty)
         return state.feed_all(text.encode()) and state.done
 
     assert reads('"code": "print(\\"hi\\")\\n", "timeout": 1.5e3}}', ["code", "timeout"], ["code"])
@@ -149,6 +149,7 @@ def test_the_arguments_automaton_accepts_json_and_refuses_garbage():
     assert not reads('"k": "a\nb"}}')  # a raw newline inside a string
     assert not reads('"n": 1.5}}', ["n"], types={"n": "integer"}) and reads('"n": -15}}', ["n"], types={"n": "integer"})
     assert not reads('"s": 5}}', ["s"], types={"s": "string"})
+    assert not reads('"s": ""}}', ["s"], types={"s": "string"}, nonempty=["s"]) and reads('"s": "x"}}', ["s"], nonempty=["s"])
     assert not reads('"k": 1} }x') and not reads('"k": 1},')
 
 
