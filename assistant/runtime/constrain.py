@@ -120,18 +120,12 @@ class VocabBytes:
         return out
 
 
-_VOCAB_CACHE: dict[tuple[int, int], VocabBytes] = {}
-
-
 def vocab_bytes(tokenizer, vocab_size: int) -> VocabBytes:
-    """Computed once per tokenizer (and model vocabulary size) for the process."""
-    key = (id(tokenizer), vocab_size)
-    cached = _VOCAB_CACHE.get(key)
-    if cached is None or getattr(tokenizer, "_constraint_vocab", None) is not cached:
-        cached = VocabBytes(tokenizer, vocab_size)
-        _VOCAB_CACHE[key] = cached
-        tokenizer._constraint_vocab = cached  # ties the cache entry to this object's lifetime
-    return cached
+    """Computed once per tokenizer object (and model vocabulary size), kept on the tokenizer."""
+    cache = tokenizer.__dict__.setdefault("_constraint_vocab", {})
+    if vocab_size not in cache:
+        cache[vocab_size] = VocabBytes(tokenizer, vocab_size)
+    return cache[vocab_size]
 
 
 # ---- the arguments object: a byte-level JSON pushdown automaton --------------------------------
@@ -164,11 +158,11 @@ class JsonArguments:
 
     def __init__(self, keys: Sequence[str] | None, required: Sequence[str] = (),
                  types: Mapping[str, str] | None = None, nonempty: Sequence[str] = ()) -> None:
-        self.keys = [json.dumps(k)[1:-1].encode() for k in keys] if keys else None
+        self.keys = [json.dumps(k)[1:-1].encode() for k in keys] if keys is not None else None
         self.types = {json.dumps(k)[1:-1].encode(): v for k, v in (types or {}).items() if v in _TYPE_STARTS}
         self.nonempty_keys = frozenset(json.dumps(k)[1:-1].encode() for k in nonempty)  # strings with minLength >= 1
         self.nonempty = False  # the string being read may not close yet
-        self.required = frozenset(json.dumps(k)[1:-1].encode() for k in required if not keys or k in keys)
+        self.required = frozenset(json.dumps(k)[1:-1].encode() for k in required if keys is None or k in keys)
         self.stack = ["call", "args"]  # containers: call (the outer object), args, obj, arr
         self.mode = "key_or_close"
         self.used: frozenset[bytes] = frozenset()
@@ -368,16 +362,11 @@ class ToolCallConstraint:
 
     def _arguments_for(self, header: bytes) -> JsonArguments:
         parameters = self.headers[header].get("parameters") or {}
-        keys = list((parameters.get("properties") or {}).keys()) or None
-        if keys is None and parameters.get("additionalProperties") is False:
-            keys = []
-        types = {k: v.get("type") for k, v in (parameters.get("properties") or {}).items() if isinstance(v, Mapping)}
-        nonempty = [k for k, v in (parameters.get("properties") or {}).items()
-                    if isinstance(v, Mapping) and v.get("type") == "string" and (v.get("minLength") or 0) >= 1]
-        state = JsonArguments(keys, parameters.get("required") or (), types, nonempty)
-        if keys == []:
-            state.keys = []
-        return state
+        properties = {k: v for k, v in (parameters.get("properties") or {}).items() if isinstance(v, Mapping)}
+        keys = list(properties) if properties or parameters.get("additionalProperties") is False else None
+        types = {k: v.get("type") for k, v in properties.items()}
+        nonempty = [k for k, v in properties.items() if v.get("type") == "string" and (v.get("minLength") or 0) >= 1]
+        return JsonArguments(keys, parameters.get("required") or (), types, nonempty)
 
     def _after(self, written: bytes, piece: bytes) -> JsonArguments | bytes | None:
         """The state after ``piece``: bytes while still in the header, the automaton after it, None if invalid."""
