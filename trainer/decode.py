@@ -124,12 +124,16 @@ class Decoder:
 
 def decode_tokens(model, prompt_ids: Sequence[int], max_new_tokens: int, params: SamplingParams | None = None,
                   stop_ids: Sequence[int] = (), context: int | None = None,
-                  times: DecodeTimes | None = None, min_new_tokens: int = 0) -> Iterator[int]:
+                  times: DecodeTimes | None = None, min_new_tokens: int = 0, constraint=None) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` new token ids (a stop id is yielded, then decoding ends).
 
     ``context`` caps prompt + generated length (default: the model's ``context_limit``); the
     caller cuts prompts that are too long (see ``assistant.runtime.context``). The stop ids cannot
     be chosen before ``min_new_tokens`` tokens (as ``min_new_tokens`` in Hugging Face's generate).
+
+    ``constraint`` (e.g. ``assistant.runtime.constrain.ToolCallConstraint``) guides the choice:
+    ``constraint.choose(logits, sample)`` returns the token, where ``sample`` draws from (masked)
+    raw logits with these sampling settings; ``constraint.advance(token)`` is told each token.
     """
     params = params or SamplingParams()
     times = times if times is not None else DecodeTimes()
@@ -151,7 +155,11 @@ def decode_tokens(model, prompt_ids: Sequence[int], max_new_tokens: int, params:
     for index in range(max_new_tokens):
         if banned is not None and index < min_new_tokens:
             logits = logits.index_fill(0, banned, float("-inf"))
-        token = pick(process_logits(logits, params, seen), params, generator)
+        if constraint is None:
+            token = pick(process_logits(logits, params, seen), params, generator)
+        else:
+            token = constraint.choose(logits, lambda raw: pick(process_logits(raw, params, seen), params, generator))
+            constraint.advance(token)
         now = time.perf_counter()
         if index == 0:
             times.first_token_s = now - started

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--chat", action="store_true", help="treat the prompt as a user message (chat format)")
     p.add_argument("--system", help="with --chat: a system prompt")
     p.add_argument("--tools", action="store_true", help="with --chat: offer the sandbox tools and parse tool calls")
+    p.add_argument("--no-constrain", action="store_true",
+                   help="with --tools: let tool calls be free text (default: only offered tools, valid JSON)")
     p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
     p.add_argument("--top-k", type=non_negative_int, default=50, help="0 turns it off (default 50)")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load(checkpoint, device=args.device, dtype=args.dtype, adapter=args.adapter)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed)
+                              top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop, seed=args.seed,
+                              constrain_tool_calls=not args.no_constrain)
     tools = None
     if args.chat:
         if args.tools:

@@ -41,6 +41,7 @@ class GenerationConfig:
     stop: Sequence[str] = ()  # stop strings (not included in the text)
     seed: int | None = None  # fixes the sampling for a given prompt and device
     context_window: int | None = None  # default: the model's
+    constrain_tool_calls: bool = True  # stream_chat with tools: a call can only name an offered tool, in valid JSON
 
     def sampling(self) -> SamplingParams:
         try:
@@ -71,6 +72,7 @@ class Finished:
     seconds: float  # wall time of the whole call
     tokens_per_s: float  # decode rate after the first token
     prompt: FittedPrompt = field(repr=False, default=None)
+    notes: list[str] = field(default_factory=list)  # e.g. the tool-call constraint had to give up
 
     @property
     def complete(self) -> bool:
@@ -98,11 +100,19 @@ def stream_chat(loaded: LoadedModel, messages: Sequence[Mapping[str, Any]], conf
     """Generate the assistant's next reply to ``messages`` in the chat format.
 
     Parse the finished text with ``trainer.data.chat_format.parse_reply(text, tools, complete=...)``.
+    With ``tools`` and ``config.constrain_tool_calls`` (the default), a tool call can only name one
+    of ``tools`` and its JSON always parses (``assistant.runtime.constrain``); text outside the call
+    is untouched.
     """
     config = config or GenerationConfig()
     window = config.context_window or loaded.context_window
     fitted = fit_conversation(messages, loaded.tokenizer, reply_budget(window, config.max_new_tokens), tools)
-    return _run(loaded, fitted, config, cancel, window)
+    constraint = None
+    if tools and config.constrain_tool_calls:
+        from assistant.runtime.constrain import ToolCallConstraint
+
+        constraint = ToolCallConstraint(loaded.tokenizer, tools, loaded.config.vocab_size)
+    return _run(loaded, fitted, config, cancel, window, constraint)
 
 
 def generate(loaded: LoadedModel, prompt: str | Sequence[int], config: GenerationConfig | None = None) -> Finished:
@@ -114,7 +124,7 @@ def generate(loaded: LoadedModel, prompt: str | Sequence[int], config: Generatio
 
 
 def _run(loaded: LoadedModel, fitted: FittedPrompt, config: GenerationConfig, cancel: threading.Event | None,
-         window: int) -> Iterator[Event]:
+         window: int, constraint=None) -> Iterator[Event]:
     config.validate()
     if not fitted.ids:
         fitted = FittedPrompt([loaded.tokenizer.eos_id])  # an empty prompt starts a new document
@@ -124,7 +134,7 @@ def _run(loaded: LoadedModel, fitted: FittedPrompt, config: GenerationConfig, ca
     detok = IncrementalDetokenizer(loaded.tokenizer, fitted.ids)
     stops = StopStringFilter(config.stop)
     tokens = decode_tokens(loaded.model, fitted.ids, config.max_new_tokens, config.sampling(), stop_ids,
-                           context=window, times=times, min_new_tokens=config.min_new_tokens)
+                           context=window, times=times, min_new_tokens=config.min_new_tokens, constraint=constraint)
     reason = None
     text = []
     try:
@@ -157,4 +167,4 @@ def _run(loaded: LoadedModel, fitted: FittedPrompt, config: GenerationConfig, ca
     rate = (times.tokens - 1) / times.decode_s if times.tokens > 1 and times.decode_s > 0 else 0.0
     yield Finished(text="".join(text), stop_reason=reason, tokens=times.tokens, prompt_tokens=len(fitted.ids),
                    first_token_s=times.first_token_s, seconds=time.perf_counter() - started, tokens_per_s=rate,
-                   prompt=fitted)
+                   prompt=fitted, notes=list(constraint.notes) if constraint is not None else [])
