@@ -59,7 +59,7 @@ def test_headless_agent_without_approval_rejects_execution(trained_agent, capsys
     assert events[-1]["stop_reason"] == "rejected"
 
 
-def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path, work):
+def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path, work, monkeypatch):
     assert main(["agent", trained_agent.objective, "--project", str(work), "--model",
                  str(trained_agent.checkpoint), "--yes", "--temperature", "0"]) == 0
     captured = capsys.readouterr()
@@ -73,6 +73,7 @@ def test_plain_output_and_bad_input(trained_agent, capsys, tmp_path, work):
     assert "does not exist" in capsys.readouterr().err
     assert main(["agent", "x", "--project", str(work), "--deny", "bogus"]) == 2
     assert "unknown tool 'bogus'" in capsys.readouterr().err
+    monkeypatch.setattr("assistant.default_model.DEFAULT_MODEL", tmp_path / "no-shipped-model.pth")
     assert main(["agent", "x", "--project", str(tmp_path)]) == 1  # no model anywhere: how to get one
     assert "assistant train" in capsys.readouterr().err
 

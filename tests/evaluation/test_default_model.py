@@ -13,8 +13,9 @@ from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# the shipped model solves none of the end-to-end tasks yet (models/README.md); it does call tools:
-ANSWERS_WITH_A_CALL = "text-debug"  # the shipped model calls debug_code here (models/default/eval.json)
+# The shipped model solves none of the end-to-end tasks yet (models/README.md), and which requests it
+# answers with a call shifts with the agent's prompt; it calls tools on several of these:
+REQUESTS_TO_TRY = ("text-show-file", "cal-error", "text-capitalize", "cal-head", "text-debug")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,11 @@ def sandbox_settings() -> SandboxSettings:
 @pytest.mark.slow
 def test_the_agent_on_the_default_model_answers_with_a_real_tool_call(loaded, sandbox_settings):
     """What `make run` promises: a request gets a tool call, which runs in the sandbox."""
-    task = next(t for t in TASKS if t.id == ANSWERS_WITH_A_CALL)
-    result = run_task(task, loaded, sandbox_settings, OracleContext(sandbox_settings))
-    assert result["tool_calls"], f"no tool was called: {result['answer']!r}"
+    answers = []
+    for task in (t for t in TASKS if t.id in REQUESTS_TO_TRY):
+        result = run_task(task, loaded, sandbox_settings, OracleContext(sandbox_settings))
+        if result["tool_calls"]:
+            return
+        answers.append(result["answer"])
+    pytest.fail(f"no request got a tool call: {answers!r}")
 
