@@ -38,13 +38,28 @@ def choose_model(explicit: str | os.PathLike | None, settings: dict[str, Any]) -
     configured = table.get("path") if isinstance(table, dict) else None
     if configured:
         return ModelChoice(Path(str(configured)).expanduser(), "settings")
+    promoted = promoted_default()
+    if promoted is not None:
+        return ModelChoice(promoted, "promoted")
     return ModelChoice(DEFAULT_MODEL, "default")
+
+
+def promoted_default() -> Path | None:
+    """The model that ``assistant retrain`` (stage 10) last promoted in ``models/``, if any: the
+    nightly retraining improves the model the assistant opens by default."""
+    from trainer.continual.registry import promoted_model
+
+    try:
+        path = promoted_model(MODELS_DIR)
+    except Exception:  # an unreadable registry must not keep the app from opening the shipped model
+        return None
+    return path if path is not None and path.is_file() else None
 
 
 def how_to_get_a_model(choice: ModelChoice) -> str:
     """Markdown telling the user how to get a model, when ``choice`` does not exist."""
     where = {"--model": "given with `--model`", "settings": "set as `[model] path` in the settings file",
-             "default": "the shipped default"}[choice.source]
+             "promoted": "promoted by `assistant retrain`", "default": "the shipped default"}[choice.source]
     return f"""\
 **No model found** at `{choice.path}` ({where}).
 

@@ -76,10 +76,11 @@ def model_path(args: argparse.Namespace, settings: dict) -> str | None:
     if not chosen:
         table = settings.get("model", {}) or {}
         chosen = table.get("path") if isinstance(table, dict) else None
-    if not chosen:  # the shipped default model (models/default/), when present
-        from assistant.default_model import DEFAULT_MODEL
+    if not chosen:  # the model retraining promoted, else the shipped default (models/), when present
+        from assistant.default_model import choose_model
 
-        chosen = str(DEFAULT_MODEL) if DEFAULT_MODEL.exists() else None
+        choice = choose_model(None, {})
+        chosen = str(choice.path) if choice.exists else None
     return chosen or None
 
 
