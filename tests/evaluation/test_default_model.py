@@ -3,16 +3,14 @@ tool style, and answers requests with real tool calls through the agent loop and
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from assistant.evaluation.tasks import TASKS, OracleContext, run_task
 from assistant.default_model import DEFAULT_MODEL, PROJECT_ROOT
-from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
+from tests.docker_engine import docker_sandbox_settings
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The shipped model solves none of the end-to-end tasks yet (models/README.md), and which requests it
 # answers with a call shifts with the agent's prompt; it calls tools on several of these:
 REQUESTS_TO_TRY = ("text-show-file", "cal-error", "text-capitalize", "cal-head", "text-debug")
@@ -43,18 +41,7 @@ def test_it_loads_as_int8_with_the_compact_tool_style(loaded):
 
 @pytest.fixture(scope="module")
 def sandbox_settings() -> SandboxSettings:
-    from sandbox.docker_backend import connect
-    from sandbox.image import ensure_offline_image
-
-    try:
-        client = connect(SandboxSettings(), timeout=600)
-    except SandboxError as exc:
-        if IN_CI:
-            pytest.fail(f"no Docker engine: {exc}", pytrace=False)
-        pytest.skip(f"no Docker engine: {exc}")
-    image = ensure_offline_image(client, log=print)
-    client.close()
-    return SandboxSettings(backend="docker", image=image, memory_mb=256, pids=64, timeout_s=30.0)
+    return docker_sandbox_settings(timeout_s=30.0)
 
 
 @pytest.mark.docker

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
 from assistant.evaluation.tasks import EVAL_SET_VERSION, FIXTURES, TASKS, OracleContext, Outcome, copy_fixture
-from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
+from tests.docker_engine import docker_sandbox_settings
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # task id -> (a right answer, a wrong answer); the right ones hold the values the fixtures really give
 ANSWERS = {
@@ -69,18 +67,7 @@ def test_answer_oracle_accepts_the_right_answer_and_rejects_a_wrong_one(task, ct
 
 @pytest.fixture(scope="module")
 def sandbox_settings() -> SandboxSettings:
-    from sandbox.docker_backend import connect
-    from sandbox.image import ensure_offline_image
-
-    try:
-        client = connect(SandboxSettings(), timeout=600)
-    except SandboxError as exc:
-        if IN_CI:
-            pytest.fail(f"no Docker engine: {exc}", pytrace=False)
-        pytest.skip(f"no Docker engine: {exc}")
-    image = ensure_offline_image(client, log=print)
-    client.close()
-    return SandboxSettings(backend="docker", image=image, memory_mb=256, pids=64, timeout_s=30.0)
+    return docker_sandbox_settings(timeout_s=30.0)
 
 
 def _task(task_id):

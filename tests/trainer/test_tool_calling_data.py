@@ -4,14 +4,13 @@ Docker sandbox; schema-valid calls, every tool covered, deterministic, no held-o
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
+from tests.docker_engine import docker_sandbox_settings
 from sandbox.tools import TOOLS, validation_error
 from trainer.data.chat_format import parse_reply, render
 from trainer.data.tokenizer import load_tokenizer
@@ -26,23 +25,11 @@ from trainer.data.tool_calling import (
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="module")
 def sandbox_settings() -> SandboxSettings:
-    from sandbox.docker_backend import connect
-    from sandbox.image import ensure_offline_image
-
-    try:
-        client = connect(SandboxSettings(), timeout=600)
-    except SandboxError as exc:
-        if IN_CI:
-            pytest.fail(f"no Docker engine: {exc}", pytrace=False)
-        pytest.skip(f"no Docker engine: {exc}")
-    image = ensure_offline_image(client, log=print)
-    client.close()
-    return SandboxSettings(backend="docker", image=image, memory_mb=256, pids=64, timeout_s=20.0)
+    return docker_sandbox_settings(timeout_s=20.0)
 
 
 @pytest.fixture(scope="module")
