@@ -29,7 +29,16 @@ from common.atomic import atomic_write_text
 from common.device import choose_device
 from trainer import TrainerError
 from trainer.checkpoint import check_flags_against_config, load_checkpoint, save_checkpoint
-from trainer.data.dataset import BatchSampler, ConversationSampler, eval_offsets, masked_windows, open_mask, open_tokens, windows
+from trainer.data.dataset import (
+    BatchSampler,
+    ConversationSampler,
+    ReplayMixSampler,
+    eval_offsets,
+    masked_windows,
+    open_mask,
+    open_tokens,
+    windows,
+)
 from trainer.data.prepare import read_manifest
 from trainer.data.tokenizer import load_tokenizer, tokenizer_from_string
 from trainer.models import ModelConfig, build_model, count_parameters, lm_loss, preset_config
@@ -71,6 +80,8 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     # LoRA: {"rank": r, "alpha": a, "targets": "all-linear"|"q_proj,v_proj"...}; None trains every weight
     lora: dict[str, Any] | None = None
+    # conversation stages: share of rows replayed from the language/code data in data_dir (0: none)
+    replay_fraction: float = 0.0
     quiet: bool = False
 
     def prefix(self, architecture: str) -> str:
@@ -320,6 +331,8 @@ class Trainer:
             self.sampler = ConversationSampler(self.train_tokens, self.train_mask, self.train_starts, self.seq_len,
                                                self.global_micro_batch, cfg.seed, self.dist.rank, self.dist.world_size,
                                                pad_id=self.tokenizer.eos_id)
+            if cfg.replay_fraction > 0:
+                self.sampler = self._with_replay(self.sampler)
         else:
             self.sampler = BatchSampler(self.train_tokens, self.seq_len, self.global_micro_batch, cfg.seed,
                                         self.dist.rank, self.dist.world_size)
@@ -358,6 +371,16 @@ class Trainer:
         self.checkpoint_interval = cfg.checkpoint_interval or cfg.eval_interval
 
     # ---- pieces ------------------------------------------------------------------------
+    def _with_replay(self, conversations: ConversationSampler) -> ReplayMixSampler:
+        from trainer.continual.retrain import replay_tokens
+
+        arrays, sources = replay_tokens(self.cfg.data_dir, self.tokenizer.hash)
+        if not arrays:
+            raise TrainerError(f"--replay-fraction needs the language or code data in {self.cfg.data_dir}",
+                               "prepare them there with this tokenizer, or pass --replay-fraction 0")
+        self.replay_sources = sources
+        return ReplayMixSampler(conversations, arrays, self.cfg.replay_fraction, self.cfg.seed, self.dist.rank)
+
     def _autocast(self):
         if self.autocast_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
@@ -506,6 +529,8 @@ class Trainer:
         )
         if getattr(self, "_log_lora", None):
             self._log(self._log_lora)
+        if getattr(self, "replay_sources", None):
+            self._log(f"replay {cfg.replay_fraction:.0%} of rows from {', '.join(Path(s).name for s in self.replay_sources)}")
         if self.start_step >= self.total_steps:
             self._log(f"nothing to do: the run already finished at step {self.start_step}")
             return self.summary()

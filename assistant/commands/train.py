@@ -83,8 +83,9 @@ def register(sub) -> None:
     r.add_argument("--beta", type=positive_float, default=0.1, help="DPO/KTO temperature (default 0.1)")
     r.add_argument("--sft-weight", type=float, default=0.0,
                    help="dpo/kto: add this x the NLL of the preferred answers (RPO; keeps perplexity from collapsing)")
-    r.add_argument("--replay-fraction", type=float, default=0.1,
-                   help="dpo/kto: share of stage 1-2 data (from --data-dir) mixed into each step (default 0.1; 0 turns it off)")
+    r.add_argument("--replay-fraction", type=float, default=None,
+                   help="share of stage 1-2 data (from --data-dir) mixed into each step: dpo/kto (default 0.1) and "
+                   "tool_calling (default 0; e.g. 0.15 keeps the language and code modelling)")
     r.add_argument("--margin", action="store_true", help="reward: subtract each pair's margin in the Bradley-Terry loss")
     r.add_argument("--reward-model", help="ppo: the reward model checkpoint (models/reward_model_best.pth)")
     r.add_argument("--group-size", type=positive_int, default=4, help="grpo/ppo: samples per prompt (default 4)")
@@ -110,6 +111,17 @@ def _lora(args: argparse.Namespace) -> dict | None:
     return {"rank": args.lora_rank, "alpha": args.lora_alpha or 2.0 * args.lora_rank, "targets": args.lora_targets}
 
 
+def _replay_fraction(args: argparse.Namespace, default: float) -> float:
+    from common.errors import UsageError
+
+    value = default if args.replay_fraction is None else args.replay_fraction
+    if not 0 <= value < 1:
+        raise UsageError(f"--replay-fraction {value} must be in [0, 1)", "e.g. 0.1")
+    if value > 0 and args.stage in ("language", "code"):
+        raise UsageError(f"--replay-fraction applies to tool_calling and rlhf, not --stage {args.stage}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     if args.stage in ("reward", "rlhf"):
         return run_preferences(args)
@@ -127,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         use_gradient_checkpointing=args.use_gradient_checkpointing,
         model_overrides={name: getattr(args, name) for name in MODEL_FLAGS},
         lora=_lora(args),
+        replay_fraction=_replay_fraction(args, default=0.0),
         quiet=args.json,
     )
     summary = train(cfg, on_log=(lambda line: None) if args.json else _print_line)
@@ -159,10 +172,9 @@ def run_preferences(args: argparse.Namespace) -> int:
         from assistant.commands.sandbox import load_sandbox_settings
 
         sandbox = load_sandbox_settings(Path.cwd())
-    if not 0 <= args.replay_fraction < 1:
-        raise UsageError(f"--replay-fraction {args.replay_fraction} must be in [0, 1)")
+    replay_fraction = _replay_fraction(args, default=0.1)
     replay = None
-    if args.stage == "rlhf" and args.method in ("dpo", "kto") and args.replay_fraction > 0:
+    if args.stage == "rlhf" and args.method in ("dpo", "kto") and replay_fraction > 0:
         from trainer.checkpoint import load_checkpoint
         from trainer.continual.retrain import replay_tokens
 
@@ -176,7 +188,7 @@ def run_preferences(args: argparse.Namespace) -> int:
         lora=LoRAConfig(**lora) if lora else None, seed=args.seed, device=args.device, eval_interval=args.eval_interval,
         log_interval=args.log_interval, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, kl_coef=args.kl_coef, sandbox=sandbox,
-        replay_tokens=replay or None, replay_fraction=args.replay_fraction if replay else 0.0, extra={"tasks": args.tasks}, quiet=args.json,
+        replay_tokens=replay or None, replay_fraction=replay_fraction if replay else 0.0, extra={"tasks": args.tasks}, quiet=args.json,
     )
     summary = train_preferences(cfg, on_log=(lambda line: None) if args.json else _print_line)
     if args.json:

@@ -138,3 +138,44 @@ class ConversationSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+class ReplayMixSampler:
+    """Conversation batches with a share of plain next-token windows from earlier stages' data (replay),
+    so supervised fine-tuning does not erase the language and code modelling it starts from.
+
+    Each row of a batch is a replay window with probability ``fraction``. Its loss weight per token is the
+    conversations' mean mask density, so a replay row weighs about as much as a conversation row in the
+    masked mean loss: ``fraction`` is then also the replay's share of the loss. Resumable."""
+
+    def __init__(self, conversations: ConversationSampler, replay: list[np.ndarray], fraction: float, seed: int,
+                 rank: int = 0) -> None:
+        if not 0 < fraction < 1:
+            raise ValueError("replay fraction must be in (0, 1)")
+        replay = [r for r in replay if r.size > conversations.seq_len + 2]
+        if not replay:
+            raise TrainerError("no earlier-stage data long enough to replay", "prepare the language or code data in --data-dir")
+        self.conversations, self.replay, self.fraction = conversations, replay, fraction
+        self.weight = float(np.asarray(conversations.mask[: 1 << 22], dtype=np.float64).mean()) or 1.0
+        self.rng = np.random.default_rng([seed, 7919, rank])
+
+    def next_batch(self):
+        x, y, m = self.conversations.next_batch()
+        m = m.to(torch.float32)
+        seq_len = self.conversations.seq_len
+        for row in np.flatnonzero(self.rng.random(x.size(0)) < self.fraction):
+            tokens = self.replay[int(self.rng.integers(len(self.replay)))]
+            start = int(self.rng.integers(0, tokens.size - seq_len - 1))
+            rx, ry = windows(tokens, [start], seq_len)
+            x[row], y[row] = rx[0], ry[0]
+            m[row] = self.weight
+        return x, y, m
+
+    def state_dict(self) -> dict:
+        return {"conversations": self.conversations.state_dict(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "conversations" not in state:
+            raise TrainerError("the interrupted run trained without replay", "resume with its --replay-fraction (0)")
+        self.conversations.load_state_dict(state["conversations"])
+        self.rng.bit_generator.state = state["rng"]
