@@ -29,13 +29,13 @@ def make_eval_metrics(data_dir: Path, sandbox_settings: Any, heldout_limit: int,
         from assistant.evaluation.tasks import run_tasks
         from assistant.runtime import load
         from trainer.continual.gate import paired
-        from trainer.rlhf.data import read_jsonl
+        from trainer.data.tool_calling import read_examples
 
         rows: list[dict] = []
         heldout_path = Path(data_dir) / "tool_calling_heldout.jsonl"
         models = {"current": load(current_path, device="cpu"), "candidate": load(candidate_path, device="cpu")}
         if heldout_limit and heldout_path.exists():
-            examples = read_jsonl(heldout_path)
+            examples = read_examples(heldout_path)
             reports = {k: _heldout_items(evaluate_heldout(m, examples, heldout_limit)) for k, m in models.items()}
             ids = sorted(reports["current"])
             expecting = [i for i in ids if reports["current"][i]["expects_call"]]
