@@ -129,6 +129,19 @@ def test_moe_dispatch_matches_per_token_reference():
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
+def test_moe_inference_paths_equal_the_training_path():
+    """At inference the layer skips its router losses, and a single token (a decode step) calls its k
+    experts directly: both give exactly what the training path's dispatch gives."""
+    torch.manual_seed(0)
+    layer = MoELayer(small_config("moe", num_experts=5, top_k=2))
+    for x in (torch.randn(1, 1, 32), torch.randn(2, 9, 32)):
+        trained, aux = layer(x)
+        assert aux["aux_loss"].requires_grad
+        with torch.no_grad():
+            inferred = layer(x)
+        assert isinstance(inferred, torch.Tensor) and torch.equal(inferred, trained.detach())
+
+
 def test_moe_load_balance_loss_is_one_when_balanced_and_grows_when_skewed():
     n, e = 64, 4
     uniform_logits = torch.zeros(n, e)

@@ -73,6 +73,15 @@ class MoELayer(nn.Module):
         logits = self.router(tokens).float()  # (N, E), routing in fp32
         top_logits, expert_index = logits.topk(self.top_k, dim=-1)
         weights = top_logits.softmax(dim=-1)  # renormalised over the chosen k
+        if not torch.is_grad_enabled():  # inference: no router losses to return
+            if tokens.size(0) == 1:  # a decode step: call its k experts directly, summed in dispatch's order
+                chosen = sorted(zip(expert_index[0].tolist(), weights[0].to(x.dtype).unbind()), key=lambda c: c[0])
+                out = None
+                for expert, weight in chosen:
+                    y = self.experts[expert](tokens) * weight
+                    out = y if out is None else out + y
+                return out.reshape(shape)
+            return dispatch(tokens, expert_index, weights, self.experts).reshape(shape)
         out = dispatch(tokens, expert_index, weights, self.experts).reshape(shape)
         load_balance, z_loss, share = router_losses(logits, expert_index, self.num_experts)
         aux = {
