@@ -239,6 +239,46 @@ def weight_bytes(handle) -> int:
     return total
 
 
+def decode_floor_ms(handle, device: str, context: int, repeats: int = 7) -> tuple[float, int]:
+    """(ms, weight bytes) of only the memory-bound work one decoded token cannot avoid: every Linear
+    layer (the output head included; only top_k experts of a mixture) applied to one row, in the layout
+    the runtime picked, plus each attention layer's read of a ``context``-long key/value cache.
+    Nothing on these kernels decodes faster: transformers' time per token over this floor bounds the
+    speed-up any runtime can show against transformers."""
+    import re
+
+    _, model = handle
+    module, config = model.model, model.config
+    top_k = getattr(config, "top_k", None) if getattr(config, "num_experts", None) else None
+    layers = []  # the loaded Linear layers, in the layout the runtime picked for them (trainer/layout.py)
+    for name, layer in module.named_modules():
+        if not (hasattr(layer, "in_features") and hasattr(layer, "out_features")):
+            continue
+        expert = re.search(r"\.experts\.(\d+)\.", name + ".")
+        if expert and top_k is not None and int(expert.group(1)) >= top_k:
+            continue
+        layers.append(layer)
+    dtype = next(module.parameters()).dtype
+    caches = [(torch.randn(1, a.n_heads, 1, a.head_dim, device=device, dtype=dtype),
+               torch.randn(1, a.n_kv_heads, context, a.head_dim, device=device, dtype=dtype),
+               torch.randn(1, a.n_kv_heads, context, a.head_dim, device=device, dtype=dtype), a.n_kv_heads != a.n_heads)
+              for a in module.modules() if hasattr(a, "n_kv_heads") and hasattr(a, "head_dim")]
+    inputs = [torch.randn(1, layer.in_features, device=device, dtype=dtype) for layer in layers]
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            sync(device)
+            started = time.perf_counter()
+            for layer, x in zip(layers, inputs):
+                layer(x)
+            for q, k, v, gqa in caches:
+                torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+            sync(device)
+            times.append(time.perf_counter() - started)
+    weight_bytes = sum(p.numel() * p.element_size() for layer in layers for p in layer.parameters(recurse=False))
+    return 1000 * statistics.median(times[1:]), weight_bytes
+
+
 def _status_mib(field: str) -> float:
     with open("/proc/self/status") as handle:
         for line in handle:
@@ -286,14 +326,20 @@ def run(args) -> dict:
             first_token_seconds(handles[variant], ttft_prompt[:64], device)
         rates = {v: [] for v in variants}
         ttfts = {v: [] for v in variants}
+        floors = []  # the decode floor, measured in the same rounds as the rates it bounds
         for round_index in range(args.rounds):
             for variant in variants:
                 rates[variant].append(decode_rate(handles[variant], decode_prompt, args.new_tokens, device))
                 ttfts[variant].append(first_token_seconds(handles[variant], ttft_prompt, device))
                 print(f"  round {round_index + 1} {variant:8s} {rates[variant][-1]:7.1f} tok/s  "
                       f"first token {1000 * ttfts[variant][-1]:7.0f} ms", flush=True)
+            if "fp32" in handles:
+                floors.append(decode_floor_ms(handles["fp32"], device, args.prompt_tokens + args.new_tokens // 2))
+                print(f"  round {round_index + 1} floor    {1000 / floors[-1][0]:7.1f} tok/s", flush=True)
         entry = {v: {"decode_tok_s": statistics.median(rates[v]), "decode_all": rates[v], "ttft_s": statistics.median(ttfts[v]),
                      "weights_mib": weight_bytes(handles[v]) / 2**20} for v in variants}
+        if floors:
+            entry["floor"] = {"ms": statistics.median(f[0] for f in floors), "bytes": floors[0][1]}
         if args.context_scan and arch in ("mamba", "dense") and "fp32" in handles:
             long_context = args.long_context if arch == "mamba" else min(4096, args.long_context)
             short, long = [], []
@@ -338,6 +384,17 @@ def table(results: dict) -> str:
             name = f"transformers {variant[3:]}" if variant.startswith("hf-") else variant
             lines.append(f"| {arch} | {name} | {row['decode_tok_s']:.1f} | {vs_peer} | {vs_fp32} | "
                          f"{1000 * row['ttft_s']:.0f} | {row['weights_mib']:.0f} | {peak} |")
+    floors = [(a, e) for a, e in results["archs"].items() if "floor" in e]
+    if floors:
+        header = ("| arch (fp32) | Linear weights per token MiB | floor: matrix-vector products + KV-cache reads, ms | "
+                  "= tok/s | ours, share of that speed | transformers, share | our best possible vs transformers |")
+        lines += ["", header, "|---|---|---|---|---|---|---|"]
+        for arch, e in floors:
+            floor = 1000 / e["floor"]["ms"]
+            theirs = e.get("hf-fp32", {}).get("decode_tok_s")
+            lines.append(f"| {arch} | {e['floor']['bytes'] / 2**20:.0f} | {e['floor']['ms']:.1f} | {floor:.1f} | "
+                         f"{100 * e['fp32']['decode_tok_s'] / floor:.0f}% | "
+                         + (f"{100 * theirs / floor:.0f}% | {floor / theirs:.2f}x |" if theirs else " | |"))
     scans = [(a, e["context_scan"]) for a, e in results["archs"].items() if "context_scan" in e]
     if scans:
         lines += ["", "| arch (fp32) | ms/token at 1024 | ms/token at long | long context | long / 1024 |",
