@@ -10,19 +10,9 @@ import pytest
 
 from tests.index.conftest import embedder_cache  # noqa: F401 (fixture: the ONNX embedder exported once for these tests)
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401 (fixtures)
+from tests.threads import _one_torch_thread  # noqa: F401 (autouse fixture)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small models run fastest on one thread; two collapse when the cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

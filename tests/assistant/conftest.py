@@ -6,20 +6,10 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from tests.threads import _one_torch_thread  # noqa: F401 (autouse fixture)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TEXT = "naïve café, déjà vu — 日本語のテキスト 🎉🚀 ∑ λx. x² ≠ ∞"
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small models decode fastest on one thread; two collapse when the cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image  # noqa: F401
-from tests.trainer.conftest import _one_torch_thread, corpora, prepared, train_args, trained_nano  # noqa: F401
+from tests.threads import _one_torch_thread  # noqa: F401 (autouse fixture)
+from tests.trainer.conftest import corpora, prepared, train_args, trained_nano  # noqa: F401
 
 
 @pytest.fixture(scope="session")

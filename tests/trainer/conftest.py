@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from assistant.cli import main
+from tests.threads import _one_torch_thread  # noqa: F401 (autouse fixture)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE_PACKAGES = ("json", "email", "http", "logging")
@@ -50,17 +51,6 @@ def write_code_corpus(target: Path) -> Path:
     (scripts / "copy.sh").write_text((scripts / "build0.sh").read_text())  # a duplicate
     (scripts / "blob.sh").write_bytes(b"\x7fELF\x00\x00binary")  # a binary with a .sh name
     return target
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Nano models train fastest on one thread, and two threads collapse when the cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

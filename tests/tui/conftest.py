@@ -13,17 +13,7 @@ import pytest
 
 from tests.memorised_model import make_project, train_memorised_model
 from tests.sandbox.conftest import TEST_LIMITS, docker_client, sandbox_image
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """A nano model decodes fastest on one thread; two collapse when the cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.threads import _one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="session")
