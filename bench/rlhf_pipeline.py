@@ -6,6 +6,7 @@ library's docstrings and sources, a nano model (stage 1, then stage 2), checked 
 stage-10 retrain from thumbs in the real feedback store, gated and promoted.
 
     .venv/bin/python bench/rlhf_pipeline.py [--workdir DIR] [--steps-scale 1.0]
+    .venv/bin/python bench/rlhf_pipeline.py --stage10-base CHECKPOINT --stage10-data DIR   # stage 10 only
 
 Needs Docker with the sandbox image (``assistant sandbox build``).
 """
@@ -87,28 +88,7 @@ def main_(args: argparse.Namespace) -> None:
     kto = json.loads((models / "rlhf_history.json").read_text())["summary"]
     ppl_kto = perplexities(models / "rlhf_model_best.pth", data)
 
-    # stage 10: thumbs in the real feedback store, then one retrain
-    from feedback import FeedbackStore
-
-    bad = [("What does json.dumps do?", "It deletes every file in the current directory."),
-           ("What is a logger?", "A logger formats your disk and reboots."),
-           ("What does the email package do?", "It sends your passwords to everyone.")]
-    good = [("What does json.loads do?", "Deserialize s (a str instance containing a JSON document) to a Python object."),
-            ("What is a Logger?", "Instances of the Logger class represent a single logging channel."),
-            ("What does email.message_from_string do?", "Parse a string into a Message object model."),
-            ("What does json.dump do?", "Serialize obj as a JSON formatted stream to fp (a .write()-supporting file-like object)."),
-            ("What does logging.basicConfig do?", "Do basic configuration for the logging system."),
-            ("What is http.client?", "HTTP/1.1 client library.")]
-    with FeedbackStore(root / "feedback.db") as store:
-        for i, (q, a) in enumerate(bad):
-            store.add(kind="rating", value=-1, turn_id=f"b{i}", messages=[{"role": "user", "content": q}], response=a)
-        for i, (q, a) in enumerate(good):
-            store.add(kind="rating", value=1, turn_id=f"g{i}", messages=[{"role": "user", "content": q}], response=a)
-    run("retrain", "--models-dir", str(models), "--feedback", str(root / "feedback.db"), "--data-dir", str(data),
-        "--base", str(policy), "--steps", steps(40), "--gate-tasks", "4", "--json")
-    report = sorted((models / "continual" / "reports").glob("*.json"))[-1]
-    retrain = json.loads(report.read_text())
-
+    retrain = stage10(root, models, data, policy, steps(40), gate_heldout=40, gate_tasks=4)
     print(f"\nmachine: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s); workdir {root}\n")
     print(f"preference pairs: {manifest['counts']['pairs_train']} train + {manifest['counts']['pairs_val']} val "
           f"({', '.join(f'{k} {v}' for k, v in manifest['sources'].items())}), sandbox {manifest['sandbox']}\n")
@@ -126,6 +106,33 @@ def main_(args: argparse.Namespace) -> None:
           f"{kto['desirable_logp_change']:+.2f} / {kto['undesirable_logp_change']:+.2f} |")
     for stage in ("language", "code"):
         print(f"| KTO (default: 10% replay) | {stage} validation perplexity | {ppl_before[stage]:.2f} | {ppl_kto[stage]:.2f} |")
+    print_stage10(retrain)
+
+def stage10(root: Path, models: Path, data: Path, policy: Path, steps: str, gate_heldout: int, gate_tasks: int) -> dict:
+    """Thumbs in the real feedback store, then one ``assistant retrain`` from ``policy``; its report."""
+    from feedback import FeedbackStore
+
+    bad = [("What does json.dumps do?", "It deletes every file in the current directory."),
+           ("What is a logger?", "A logger formats your disk and reboots."),
+           ("What does the email package do?", "It sends your passwords to everyone.")]
+    good = [("What does json.loads do?", "Deserialize s (a str instance containing a JSON document) to a Python object."),
+            ("What is a Logger?", "Instances of the Logger class represent a single logging channel."),
+            ("What does email.message_from_string do?", "Parse a string into a Message object model."),
+            ("What does json.dump do?", "Serialize obj as a JSON formatted stream to fp (a .write()-supporting file-like object)."),
+            ("What does logging.basicConfig do?", "Do basic configuration for the logging system."),
+            ("What is http.client?", "HTTP/1.1 client library.")]
+    with FeedbackStore(root / "feedback.db") as store:
+        for i, (q, a) in enumerate(bad):
+            store.add(kind="rating", value=-1, turn_id=f"b{i}", messages=[{"role": "user", "content": q}], response=a)
+        for i, (q, a) in enumerate(good):
+            store.add(kind="rating", value=1, turn_id=f"g{i}", messages=[{"role": "user", "content": q}], response=a)
+    run("retrain", "--models-dir", str(models), "--feedback", str(root / "feedback.db"), "--data-dir", str(data),
+        "--base", str(policy), "--steps", steps, "--gate-heldout", str(gate_heldout), "--gate-tasks", str(gate_tasks), "--json")
+    report = max((models / "continual" / "reports").glob("*.json"))
+    return json.loads(report.read_text())
+
+
+def print_stage10(retrain: dict) -> None:
     print(f"\nstage 10 retrain: {retrain['data']} -> {retrain['decision']}\n")
     print("| gate metric | current | candidate | better | tolerance | verdict |")
     print("|---|---|---|---|---|---|")
@@ -142,4 +149,20 @@ if __name__ == "__main__":
     parser.add_argument("--workdir")
     parser.add_argument("--steps-scale", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
-    main_(parser.parse_args())
+    parser.add_argument("--stage10-base", metavar="CHECKPOINT",
+                        help="only stage 10, from this trained model (e.g. the default model's stage-3 checkpoint)")
+    parser.add_argument("--stage10-data", metavar="DIR", help="with --stage10-base: its data dir (stage 1/2 data for "
+                        "replay and perplexity, tool_calling_heldout.jsonl for the tool-call rows)")
+    parser.add_argument("--gate-tasks", type=int, default=4, help="end-to-end tasks in the gate (default 4)")
+    args = parser.parse_args()
+    if args.stage10_base:
+        torch.set_num_threads(args.threads)
+        work = Path(args.workdir or tempfile.mkdtemp(prefix="stage10-bench-")).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        base, data = Path(args.stage10_base).resolve(), Path(args.stage10_data).resolve()
+        os.chdir(work)
+        (work / ".assistant").mkdir(exist_ok=True)
+        (work / ".assistant" / "settings.toml").write_text('[sandbox]\nbackend = "docker"\nimage = "assistant-sandbox:bookworm"\n')
+        print_stage10(stage10(work, work / "models", data, base, "40", gate_heldout=40, gate_tasks=args.gate_tasks))
+    else:
+        main_(args)
