@@ -1,5 +1,6 @@
 """Which checkpoint the assistant opens: ``--model PATH``, else ``[model] path`` in the settings file,
-else the model shipped in ``models/`` (``DEFAULT_MODEL``).
+else the model ``assistant retrain`` last promoted (in ``user_models_dir()``), else the model shipped
+in ``models/`` (``DEFAULT_MODEL``).
 
 One definition, used by the TUI and the headless commands, so "the default model" means one file.
 """
@@ -16,6 +17,13 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # The shipped default model (models/README.md is its card; models/train_default.sh made it).
 DEFAULT_MODEL = MODELS_DIR / "default" / "model_int8.pth"
 PROJECT_ROOT = MODELS_DIR.parent
+
+
+def user_models_dir() -> Path:
+    """Where stage 10 keeps this user's retrained models (beside the feedback store they learn from):
+    ``$XDG_DATA_HOME/assistant/models``, by default ``~/.local/share/assistant/models``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "assistant" / "models"
 
 
 @dataclass
@@ -45,15 +53,24 @@ def choose_model(explicit: str | os.PathLike | None, settings: dict[str, Any]) -
 
 
 def promoted_default() -> Path | None:
-    """The model that ``assistant retrain`` (stage 10) last promoted in ``models/``, if any: the
-    nightly retraining improves the model the assistant opens by default."""
-    from trainer.continual.registry import promoted_model
+    """The model that ``assistant retrain`` (stage 10) last promoted, if any: the nightly retraining
+    improves the model the assistant opens by default. Looked up in ``user_models_dir()``, then in the
+    repository's ``models/`` (``assistant retrain --models-dir models``).
 
-    try:
-        path = promoted_model(MODELS_DIR)
-    except Exception:  # an unreadable registry must not keep the app from opening the shipped model
-        return None
-    return path if path is not None and path.is_file() else None
+    A registry whose current model is still the base it started from (nothing promoted yet, or rolled
+    back to it) is passed over, so a newer shipped model is not hidden by an old copy of itself."""
+    from trainer.continual.registry import Registry
+
+    for models_dir in (user_models_dir(), MODELS_DIR):
+        try:
+            registry = Registry(models_dir)
+            current = registry.current() if registry.initialised else None
+            path = registry.file(current, "shipped") if current and current.get("parent") else None
+        except Exception:  # an unreadable registry must not keep the app from opening the shipped model
+            continue
+        if path is not None and path.is_file():
+            return path
+    return None
 
 
 def how_to_get_a_model(choice: ModelChoice) -> str:

@@ -336,6 +336,26 @@ def install_shells(model: nn.Module, layout: dict) -> None:
         _replace(model, name, shell)
 
 
+def dequantize_model(model: nn.Module) -> None:
+    """Float layers back in place of the quantized ones (weights = codes x scales), so a quantized
+    checkpoint can be trained again, e.g. by stage 10 when only the shipped int8 model exists.
+    Tied output weights are tied to the (float or dequantized) embedding again."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, _QuantLinear):
+            linear = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+            linear.weight = nn.Parameter(module.dequantized(torch.float32))
+            if module.bias is not None:
+                linear.bias = nn.Parameter(module.bias.detach().float().clone())
+            _replace(model, name, linear)
+        elif isinstance(module, Int8Embedding):
+            embedding = nn.Embedding(module.num_embeddings, module.embedding_dim)
+            embedding.weight = nn.Parameter(module.weight_int8.float() * module.scales.float().unsqueeze(1))
+            _replace(model, name, embedding)
+    config = getattr(model, "config", None)
+    if config is not None and config.tie_embeddings and isinstance(getattr(model, "lm_head", None), nn.Linear):
+        model.lm_head.weight = model.embed.weight
+
+
 def quantized_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (_QuantLinear, Int8Embedding))]
 

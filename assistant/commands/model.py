@@ -30,11 +30,11 @@ def register(sub) -> None:
     exp.set_defaults(handler=run_export)
 
     rb = msub.add_parser("rollback", help="make the previously promoted model current again (stage 10)")
-    rb.add_argument("--models-dir", default="models")
+    rb.add_argument("--models-dir", help="default: where 'assistant retrain' keeps them ($XDG_DATA_HOME/assistant/models)")
     rb.add_argument("--to", metavar="VERSION", help="a version listed by 'assistant model versions' (default: the previous one)")
     rb.set_defaults(handler=run_rollback)
     ver = msub.add_parser("versions", help="list the promoted-model versions kept on disk (stage 10)")
-    ver.add_argument("--models-dir", default="models")
+    ver.add_argument("--models-dir", help="default: where 'assistant retrain' keeps them ($XDG_DATA_HOME/assistant/models)")
     ver.set_defaults(handler=run_versions)
 
     info = msub.add_parser("info", help="show a checkpoint's architecture, size, origin and quantization report")
@@ -43,10 +43,16 @@ def register(sub) -> None:
     info.set_defaults(handler=run_info)
 
 
+def _models_dir(args: argparse.Namespace) -> str:
+    from assistant.default_model import user_models_dir
+
+    return args.models_dir or str(user_models_dir())
+
+
 def run_rollback(args: argparse.Namespace) -> int:
     from trainer.continual.registry import Registry
 
-    registry = Registry(args.models_dir)
+    registry = Registry(_models_dir(args))
     before, after = registry.rollback(args.to)
     print(f"rolled back: {before['id']} -> {after['id']} ({registry.file(after, 'shipped')})")
     return 0
@@ -55,7 +61,7 @@ def run_rollback(args: argparse.Namespace) -> int:
 def run_versions(args: argparse.Namespace) -> int:
     from trainer.continual.registry import Registry
 
-    registry = Registry(args.models_dir)
+    registry = Registry(_models_dir(args))
     data = registry.load()
     if not data["versions"]:
         print(f"no versions in {registry.root}")

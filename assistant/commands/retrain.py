@@ -16,11 +16,13 @@ def register(sub) -> None:
         "corrections, with a replay of earlier stages' data), quantizes the candidate and promotes it only if "
         "no gate metric regresses beyond noise. Runs never overlap (a lock), and a killed run leaves the "
         "promoted model untouched.")
-    p.add_argument("--models-dir", default="models", help="where promoted versions live (default: models)")
+    p.add_argument("--models-dir", help="where promoted versions live (default: $XDG_DATA_HOME/assistant/models, "
+                   "where the assistant looks for the promoted model)")
     p.add_argument("--feedback", help="the feedback store (.db) or a JSONL export of it "
                    "(default: the store, $XDG_DATA_HOME/assistant/feedback.db)")
     p.add_argument("--data-dir", default="data/processed", help="earlier stages' data: replay and perplexity gate")
-    p.add_argument("--base", help="first run only: the checkpoint to start from (e.g. models/code_model_best.pth)")
+    p.add_argument("--base", help="first run only: the checkpoint to start from (default: the model the assistant "
+                   "opens, e.g. the shipped models/default/model_int8.pth; a quantized one is dequantized to train)")
     p.add_argument("--if-new-feedback", type=non_negative_int, default=1, metavar="N",
                    help="do nothing below N new ratings (default 1)")
     p.add_argument("--history", action="store_true", help="list past runs (decision, data, gate) and exit")
@@ -72,9 +74,20 @@ def _claim_queued_requests() -> list[Path]:
     return [path for path in (claim(request) for request in pending()) if path is not None]
 
 
+def _default_base() -> str:
+    """The model the assistant would open (settings, else the shipped default): stage 10 starts from it."""
+    from assistant.default_model import choose_model
+    from assistant.settings import load_settings
+
+    return str(choose_model(None, load_settings(Path.cwd())).path)
+
+
 def run_retrain(args: argparse.Namespace) -> int:
+    from assistant.default_model import user_models_dir
     from trainer.continual.gate import GateSettings
     from trainer.continual.retrain import RetrainSettings, format_history, history, retrain
+
+    args.models_dir = args.models_dir or str(user_models_dir())
 
     if args.history:
         reports = history(args.models_dir)
@@ -101,7 +114,8 @@ def run_retrain(args: argparse.Namespace) -> int:
         if_new_feedback = min(if_new_feedback, 1)
         _print(f"taking {len(claimed)} queued /retrain request(s)")
     settings = RetrainSettings(
-        models_dir=args.models_dir, feedback=args.feedback or str(default_feedback_path()), data_dir=args.data_dir, base=args.base,
+        models_dir=args.models_dir, feedback=args.feedback or str(default_feedback_path()), data_dir=args.data_dir,
+        base=args.base or _default_base(),
         if_new_feedback=if_new_feedback, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
         lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, beta=args.beta,
         replay_fraction=args.replay_fraction, quantization=args.quantization, keep=args.keep,

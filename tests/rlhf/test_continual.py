@@ -223,3 +223,42 @@ def test_only_the_last_n_promoted_versions_are_kept(tmp_path):
     with pytest.raises(Exception, match="no earlier promoted model"):
         registry.rollback()  # v0 and v1 were pruned
     assert registry.rollback("v3")[1]["id"] == "v3"
+
+
+def test_the_loop_runs_on_the_shipped_model_with_no_flags(tmp_path, monkeypatch):
+    """What a user gets: thumbs in the default feedback store, then a bare ``assistant retrain`` (as the
+    nightly job runs it). Only the shipped int8 model exists, so it is registered as the base (its
+    dequantized weights to train, the file itself to ship), and the promoted model lands in the user's
+    data folder, where the assistant looks for it; a rollback returns to the shipped model."""
+    from assistant.default_model import DEFAULT_MODEL, choose_model, user_models_dir
+    from feedback import default_feedback_path
+    from trainer.checkpoint import load_checkpoint, load_model
+
+    monkeypatch.chdir(tmp_path)  # a project without prepared data: no replay, perplexity not measured
+    _feedback(default_feedback_path())
+    assert choose_model(None, {}).source == "default"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["retrain", "--steps", "12", "--gate-tasks", "0", "--gate-heldout", "0", "--json"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    registry = Registry(user_models_dir())
+    base, current = registry.load()["versions"][0], registry.current()
+    assert base["source"] == str(DEFAULT_MODEL) and _digest(registry.file(base, "shipped")) == _digest(DEFAULT_MODEL)
+    float_base = load_checkpoint(registry.file(base, "float"))
+    assert not float_base.get("quantization") and float_base["dequantized_from"] == "int8"
+    shipped_model, tokenizer, _ = load_model(DEFAULT_MODEL)
+    float_model, _, _ = load_model(registry.file(base, "float"))
+    ids = torch.tensor([tokenizer.encode("def add(a, b):\n    return a + b\n")])
+    with torch.no_grad():
+        # the same weights in float (the int8 model computes in bf16 on this CPU: differences of ~0.01)
+        assert torch.allclose(float_model(ids)[0], shipped_model(ids)[0], atol=0.05)
+
+    assert current["parent"] == base["id"]  # the thumbs were learned and the gate passed
+    assert _logp(registry.file(current, "shipped"), BAD_PROMPT, BAD_ANSWER) < _logp(DEFAULT_MODEL, BAD_PROMPT, BAD_ANSWER)
+    choice = choose_model(None, {})
+    assert (choice.path, choice.source) == (registry.file(current, "shipped"), "promoted")
+    assert choose_model(None, {"model": {"path": "/s.pth"}}).source == "settings"  # the user's own choice still wins
+    assert main(["model", "rollback"]) == 0
+    assert choose_model(None, {}).path == DEFAULT_MODEL  # back on the base: the shipped file itself

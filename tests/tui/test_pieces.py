@@ -62,17 +62,7 @@ def test_model_choice_flag_then_settings_then_the_shipped_default(tmp_path):
     assert (chosen.path, chosen.source) == (Path("/s.pth"), "settings")
     default = choose_model(None, {})
     assert default.path == DEFAULT_MODEL and default.path.parent.parent.name == "models" and default.exists
-    promoted = tmp_path / "v2_int8.pth"
-    promoted.write_bytes(b"x")
-    import trainer.continual.registry as registry
-
-    original = registry.promoted_model
-    registry.promoted_model = lambda models_dir: promoted  # what a stage-10 promotion leaves in models/
-    try:
-        assert (choose_model(None, {}).path, choose_model(None, {}).source) == (promoted, "promoted")
-        assert choose_model(None, {"model": {"path": "/s.pth"}}).source == "settings"  # the user's choice wins
-    finally:
-        registry.promoted_model = original
+    # a model promoted by `assistant retrain`: tests/rlhf/test_continual.py (the loop on the shipped model)
     text = how_to_get_a_model(choose_model(str(tmp_path / "missing.pth"), {}))
     assert "missing.pth" in text and "assistant train" in text and "assistant model import" in text
     assert "[model]" in text and "path =" in text

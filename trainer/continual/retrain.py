@@ -100,22 +100,43 @@ def _new_run_id() -> str:
 
 
 def register_base(registry: Registry, checkpoint: str | Path, quantization: str, log: Callable[[str], None]) -> dict:
-    """Make ``checkpoint`` version 0: copied, quantized as it ships, promoted."""
+    """Make ``checkpoint`` version 0: copied (a quantized one: dequantized for training), quantized as it ships, promoted."""
     from trainer.checkpoint import load_checkpoint
     from trainer.quantize import run_quantization
 
     payload = load_checkpoint(checkpoint)
-    if payload.get("quantization"):
-        raise TrainerError(f"{checkpoint} is quantized", "register the float checkpoint; retraining needs its weights")
     version_id = "base-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     staging = registry.new_run_dir(version_id)
-    shutil.copyfile(checkpoint, staging / "model.pth")
+    shipped = staging / f"model_{quantization}.pth"
     log(f"registering {checkpoint} as the first promoted model ({quantization})")
-    run_quantization(staging / "model.pth", quantization, output=staging / f"model_{quantization}.pth", data_dir=None,
-                     decode_tokens=4, device="cpu")
-    entry = {"id": version_id, "parent": None, "source": str(checkpoint), "float": "model.pth",
-             "shipped": f"model_{quantization}.pth", "adapter": None, "feedback_until": None, "created": time.time()}
-    return registry.add_version(staging, entry, promote=True)
+    if payload.get("quantization"):
+        # only the quantized model exists (the shipped default): train on its dequantized weights,
+        # and keep shipping the file itself while it is the current model
+        _save_dequantized(payload, staging / "model.pth")
+        if payload["quantization"].get("mode") == quantization:
+            shutil.copyfile(checkpoint, shipped)
+            return registry.add_version(staging, _base_entry(version_id, checkpoint, quantization), promote=True)
+    else:
+        shutil.copyfile(checkpoint, staging / "model.pth")
+    run_quantization(staging / "model.pth", quantization, output=shipped, data_dir=None, decode_tokens=4, device="cpu")
+    return registry.add_version(staging, _base_entry(version_id, checkpoint, quantization), promote=True)
+
+
+def _base_entry(version_id: str, checkpoint: str | Path, quantization: str) -> dict:
+    return {"id": version_id, "parent": None, "source": str(checkpoint), "float": "model.pth",
+            "shipped": f"model_{quantization}.pth", "adapter": None, "feedback_until": None, "created": time.time()}
+
+
+def _save_dequantized(payload: dict, path: Path) -> None:
+    from trainer.checkpoint import model_from_payload, save_checkpoint
+    from trainer.quantize import dequantize_model
+
+    model = model_from_payload(payload)
+    dequantize_model(model)
+    extra = {k: v for k, v in payload.items() if k in ("stage", "step", "parameters", "source", "chat")}
+    save_checkpoint(path, model_state=model.state_dict(), model_config=model.config, tokenizer_json=payload["tokenizer_json"],
+                    tokenizer_hash=payload.get("tokenizer_hash"), kind="weights", dequantized_from=payload["quantization"]["mode"],
+                    **extra)
 
 
 def _split_feedback(pairs: list[dict], labelled: list[dict]) -> tuple[list, list, list, list, bool]:
