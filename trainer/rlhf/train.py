@@ -33,7 +33,7 @@ from trainer import TrainerError
 from trainer.loop import apply_update, lr_at
 from trainer.lora import LoRAConfig, apply_lora, has_lora, lora_parameters, merge_lora, save_adapter
 from trainer.rlhf import data as pdata
-from trainer.rlhf.logprobs import batched_sequence_logprobs, pad_batch, sequence_logprobs, token_logprobs
+from trainer.rlhf.logprobs import batched_sequence_logprobs, pad_batch, token_logprobs
 from trainer.rlhf.losses import (
     bradley_terry_loss,
     clipped_policy_loss,
@@ -408,20 +408,13 @@ def train_dpo(cfg: PreferenceConfig, on_log=None) -> dict:
     for step, idx in enumerate(_batches(len(train_pairs), cfg.batch_size, cfg.steps, cfg.seed), start=1):
         started = time.perf_counter()
         lr = run.set_lr(optimizer, step - 1)
-        ids, mask = pad_batch([c_ids[i] for i in idx] + [r_ids[i] for i in idx],
-                              [c_mask[i] for i in idx] + [r_mask[i] for i in idx], device=run.device)
-        logp, tmask, aux = token_logprobs(run.model, ids, mask)
-        seq = logp.sum(-1)
-        n = len(idx)
-        losses, rc, rr = dpo_loss(seq[:n], seq[n:], ref_c[idx].to(run.device), ref_r[idx].to(run.device), cfg.beta)
+        chosen, rejected, tmask, aux = _two_halves(run, c_ids, c_mask, r_ids, r_mask, idx)
+        losses, rc, rr = dpo_loss(chosen, rejected, ref_c[idx].to(run.device), ref_r[idx].to(run.device), cfg.beta)
         loss = losses.mean()
-        total = loss + (aux["aux_loss"] if aux else 0)
+        total = loss
         if cfg.sft_weight:
-            total = total - cfg.sft_weight * (seq[:n] / tmask[:n].sum(-1).clamp(min=1.0)).mean()
-        replay = run.replay_loss()
-        if replay is not None:
-            total = total + replay
-        grad, _ = run.step(optimizer, total, params)
+            total = total - cfg.sft_weight * (chosen / tmask.sum(-1).clamp(min=1.0)).mean()
+        grad, _ = run.step(optimizer, _plus_aux_and_replay(run, total, aux), params)
         run.record(step, lr, float(loss.detach()), grad, started, reward_margin=float((rc - rr).mean()),
                    accuracy=float((rc > rr).float().mean()))
         if step % cfg.eval_interval == 0 and step != cfg.steps and val:
@@ -448,12 +441,27 @@ def _encode_pairs_with_ref(run: _Run, pairs: list[dict]):
 
 def _pair_dpo_loss(run: _Run, pair_data, idx: list[int]) -> torch.Tensor:
     c_ids, c_mask, r_ids, r_mask, ref_c, ref_r = pair_data
-    ids, mask = pad_batch([c_ids[i] for i in idx] + [r_ids[i] for i in idx],
-                          [c_mask[i] for i in idx] + [r_mask[i] for i in idx], device=run.device)
-    seq = sequence_logprobs(run.model, ids, mask)
-    n = len(idx)
-    losses, _, _ = dpo_loss(seq[:n], seq[n:], ref_c[idx].to(run.device), ref_r[idx].to(run.device), run.cfg.beta)
+    chosen, rejected, _, _ = _two_halves(run, c_ids, c_mask, r_ids, r_mask, idx)
+    losses, _, _ = dpo_loss(chosen, rejected, ref_c[idx].to(run.device), ref_r[idx].to(run.device), run.cfg.beta)
     return losses.mean()
+
+
+def _two_halves(run: _Run, first_ids, first_masks, second_ids, second_masks, idx: list[int]):
+    """One forward over the batch's rows of two aligned lists (chosen and rejected answers, or answers
+    and their mismatched partners): (sequence log-probs of the first, of the second, the first's token
+    mask, the router's aux losses)."""
+    ids, mask = pad_batch([first_ids[i] for i in idx] + [second_ids[i] for i in idx],
+                          [first_masks[i] for i in idx] + [second_masks[i] for i in idx], device=run.device)
+    logp, tmask, aux = token_logprobs(run.model, ids, mask)
+    seq, n = logp.sum(-1), len(idx)
+    return seq[:n], seq[n:], tmask[:n], aux
+
+
+def _plus_aux_and_replay(run: _Run, total: torch.Tensor, aux: dict | None) -> torch.Tensor:
+    """The step's loss plus a mixture's router losses and the replay of earlier stages' data."""
+    total = total + (aux["aux_loss"] if aux else 0)
+    replay = run.replay_loss()
+    return total if replay is None else total + replay
 
 
 def _dpo_eval(run: _Run, val) -> dict:
@@ -521,28 +529,21 @@ def train_kto(cfg: PreferenceConfig, on_log=None) -> dict:
     for step, idx in enumerate(_batches(len(examples), cfg.batch_size, cfg.steps, cfg.seed), start=1):
         started = time.perf_counter()
         lr = run.set_lr(optimizer, step - 1)
-        batch_ids, batch_mask = pad_batch([ids[i] for i in idx] + [kl_ids[i] for i in idx],
-                                          [masks[i] for i in idx] + [kl_masks[i] for i in idx], device=run.device)
-        logp, batch_tmask, aux = token_logprobs(run.model, batch_ids, batch_mask)
-        seq = logp.sum(-1)
+        pi, pi_kl, tmask, aux = _two_halves(run, ids, masks, kl_ids, kl_masks, idx)
         n = len(idx)
-        pi, pi_kl = seq[:n], seq[n:]
         idx_t = torch.tensor(idx)
         z0 = kto_reference_point(pi_kl, ref_kl[idx_t].to(run.device))
         good = labels[idx_t].to(run.device)
         r = ref[idx_t].to(run.device)
         losses = kto_loss(pi[good], r[good], pi[~good], r[~good], z0, cfg.beta, lambda_d, lambda_u)
         loss = losses.sum() / n
-        total = loss + (aux["aux_loss"] if aux else 0)
+        total = loss
         if cfg.sft_weight and good.any():
-            per_token = pi / batch_tmask[:n].sum(-1).clamp(min=1.0)
+            per_token = pi / tmask.sum(-1).clamp(min=1.0)
             total = total - cfg.sft_weight * per_token[good].mean()
         if pair_data is not None:
             total = total + _pair_dpo_loss(run, pair_data, next(pair_batches))
-        replay = run.replay_loss()
-        if replay is not None:
-            total = total + replay
-        grad, _ = run.step(optimizer, total, params)
+        grad, _ = run.step(optimizer, _plus_aux_and_replay(run, total, aux), params)
         reward = (pi - r).detach()
         run.record(step, lr, float(loss.detach()), grad, started, z0=float(z0),
                    good_reward=float(reward[good].mean()) if good.any() else float("nan"),
