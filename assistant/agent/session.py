@@ -327,7 +327,8 @@ class AgentSession:
         deltas = _DeltaFilter(lambda text: emit(ev.TextDelta(text)))
         s = self.settings
         generated = self.model.generate(assembled.messages, assembled.tools, deltas, cancel, max_new_tokens=s.max_new_tokens,
-                                        temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed)
+                                        temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed,
+                                        copy_bias=s.copy_bias)
         deltas.flush()
         stats["tokens"] += generated.tokens
         stats["tokens_per_s"] = generated.tokens_per_s

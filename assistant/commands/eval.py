@@ -24,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end agent tasks")
     p.add_argument("--sandbox-backend", choices=("auto", "docker", "bwrap"), help="default: the [sandbox] setting")
     p.add_argument("--sandbox-image", help="docker image (default: the [sandbox] setting)")
+    p.add_argument("--copy-bias", type=float, metavar="B",
+                   help="logit bonus for tool-call arguments copied from the request (default: the runtime's, 3; 0: off)")
     p.add_argument("--json", metavar="PATH", help="also write the full report (every row) as JSON here")
     p.set_defaults(handler=run)
 
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, **changes)
     report = evaluate(models, data_dir=data_dir, heldout_path=heldout, heldout_limit=args.heldout_limit,
                       tasks_limit=args.tasks_limit, sandbox_settings=settings, run_e2e=not args.no_e2e,
-                      log=lambda line: print(line, file=sys.stderr, flush=True))
+                      log=lambda line: print(line, file=sys.stderr, flush=True), copy_bias=args.copy_bias)
     print(format_table(report["models"]))
     if args.json:
         write_json(report, Path(args.json))

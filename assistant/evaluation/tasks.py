@@ -268,12 +268,12 @@ def run_task(task: Task, loaded, sandbox_settings: Any, ctx: OracleContext, agen
 
 
 def run_tasks(loaded, sandbox_settings: Any, limit: int | None = None, log: Callable[[str], None] = lambda s: None,
-              tasks: list[Task] | None = None) -> dict:
+              tasks: list[Task] | None = None, agent_overrides: dict | None = None) -> dict:
     ctx = OracleContext(sandbox_settings)
     chosen = (tasks or TASKS)[: limit or None]
     results = []
     for task in chosen:
-        result = run_task(task, loaded, sandbox_settings, ctx)
+        result = run_task(task, loaded, sandbox_settings, ctx, agent_overrides)
         results.append(result)
         log(f"  e2e {task.id}: {'ok' if result['ok'] else 'FAIL'} ({', '.join(result['tool_calls']) or 'no tools'}) {result['answer'][:80]!r}")
     passed = sum(r["ok"] for r in results)

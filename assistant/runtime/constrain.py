@@ -16,6 +16,13 @@ arguments the sampled token is checked alone (a few bytes) and only a rejected d
 scan of the vocabulary for the exact allowed set (llama.cpp samples first in the same way), so a
 model that writes valid JSON pays almost nothing. If no token at all fits (a tokenizer without
 single-byte tokens), the call goes on unconstrained and a note says so.
+
+Copying from the conversation (``copy_bias``, off unless given): inside an argument's string value,
+the tokens among the model's ``COPY_TOP_K`` likeliest that continue a span of the conversation's
+source text (the user's request and the tool results of this turn: the file names, function names,
+expressions and queries arguments are usually made of) get ``copy_bias`` added to their logits. It
+is a soft preference, in the spirit of pointer/copy mechanisms: a model sure of another value keeps
+it, a small model that half-remembers a path from training is pulled to the one the user wrote.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ _LITERALS = {ord("t"): b"rue", ord("f"): b"alse", ord("n"): b"ull"}
 _NUMBER_RE = re.compile(rb"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _NUMBER_PREFIX_RE = re.compile(rb"-|-?(0|[1-9][0-9]*)(\.|\.[0-9]+[eE][+-]?|[eE][+-]?|\.[0-9]+[eE])?")
 # the first byte a top-level argument's value may start with, by its schema type
+COPY_TOP_K = 40  # the likeliest tokens considered for the copy bias
+COPY_MAX_SPAN = 64  # how far back the value is matched against the source
 _TYPE_STARTS = {"string": b'"', "integer": b"-0123456789", "number": b"-0123456789", "boolean": b"tf",
                 "array": b"[", "object": b"{", "null": b"n"}
 
@@ -342,8 +351,13 @@ class ToolCallConstraint:
     the sampling settings); ``advance(token)`` records it. ``notes`` collects fallbacks.
     """
 
-    def __init__(self, tokenizer, tools: Sequence[Mapping[str, Any]], vocab_size: int) -> None:
+    def __init__(self, tokenizer, tools: Sequence[Mapping[str, Any]], vocab_size: int,
+                 copy_source: Sequence[str] = (), copy_bias: float = 0.0) -> None:
         self.vocab = vocab_bytes(tokenizer, vocab_size)
+        # texts arguments may copy from, as they read inside a JSON string; NUL keeps spans apart
+        self.copy_source = b"\0".join(json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_source if t)
+        self.copy_bias = copy_bias if self.copy_source else 0.0
+        self.args_text = b""  # the call's bytes after the header
         self.call_id = tokenizer.token_to_id(TOOL_CALL)
         self.end_id = tokenizer.token_to_id(END)
         self.headers: dict[bytes, Mapping[str, Any]] = {}
@@ -425,9 +439,44 @@ class ToolCallConstraint:
 
     # -- the decoding hooks
 
+    def _string_value(self) -> bytes | None:
+        """The bytes of the argument string being written (after its opening quote), else None."""
+        if self.arguments is None or self.arguments.mode != "string":
+            return None
+        i = len(self.args_text)
+        while True:
+            i = self.args_text.rfind(b'"', 0, i)
+            if i < 0:
+                return None
+            slashes = len(self.args_text[:i]) - len(self.args_text[:i].rstrip(b"\\"))
+            if slashes % 2 == 0:  # an unescaped quote: the string's opening one
+                return self.args_text[i + 1:]
+
+    def copy_boost(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` with ``copy_bias`` added to the likely tokens that continue a span of the source."""
+        value = self._string_value()
+        if value is None or not self.copy_bias:
+            return logits
+        source = self.copy_source
+        tail = value[-COPY_MAX_SPAN:]
+        matched = next((len(tail) - k for k in range(len(tail) + 1) if tail[k:] in source), 0)
+        boosted = []
+        for token in torch.topk(logits, min(COPY_TOP_K, logits.numel())).indices.tolist():
+            piece = self.vocab.pieces[token] if token < len(self.vocab.pieces) else None
+            inside = piece.split(b'"', 1)[0] if piece else b""  # the part that stays in the string
+            if inside and matched + len(inside) >= 3 and tail[len(tail) - matched:] + inside in source:
+                boosted.append(token)
+        if not boosted:
+            return logits
+        logits = logits.clone()
+        logits[boosted] += self.copy_bias
+        return logits
+
     def choose(self, logits: torch.Tensor, sample: Callable[[torch.Tensor], int]) -> int:
         if not self.active or self.disabled:
             return sample(logits)
+        if self.copy_bias and self.arguments is not None and not self.arguments.done:
+            logits = self.copy_boost(logits)
         if self.arguments is not None and not self.arguments.done:
             token = sample(logits)  # sample first: a valid draw costs one check of a few bytes
             if self.allows(token):
@@ -450,11 +499,18 @@ class ToolCallConstraint:
         if token == self.end_id or self.vocab.pieces[token] is None:
             self.disabled = True  # the call ended (or the constraint was bypassed)
             return
-        state = self._after(self.written, self.vocab.pieces[token])
+        piece = self.vocab.pieces[token]
+        state = self._after(self.written, piece)
         if state is None:  # cannot happen when choose() picked it; stay safe
             self.notes.append("tool-call constraint: an unexpected token was accepted; went on unconstrained")
             self.disabled = True
         elif isinstance(state, bytes):
             self.written = state
         else:
+            if self.arguments is None:  # the header ended inside this piece
+                text = self.written + piece
+                header = next(h for h in self.headers if text.startswith(h))
+                self.args_text = text[len(header):]
+            else:
+                self.args_text += piece
             self.arguments = state

@@ -30,6 +30,11 @@ from common.errors import UsageError
 from trainer.decode import DecodeTimes, SamplingParams, decode_tokens
 
 
+# logit bonus inside a tool call's string arguments for text copied from the request or the tool results
+# (assistant/runtime/constrain.py); chosen on the stage-3 validation conversations (docs/RUNTIME.md)
+DEFAULT_COPY_BIAS = 3.0
+
+
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 512
@@ -42,6 +47,8 @@ class GenerationConfig:
     seed: int | None = None  # fixes the sampling for a given prompt and device
     context_window: int | None = None  # default: the model's
     constrain_tool_calls: bool = True  # stream_chat with tools: a call can only name an offered tool, in valid JSON
+    # stream_chat with tools: logit bonus for argument text that copies the request or this turn's tool results
+    copy_bias: float = DEFAULT_COPY_BIAS
 
     def sampling(self) -> SamplingParams:
         try:
@@ -111,8 +118,17 @@ def stream_chat(loaded: LoadedModel, messages: Sequence[Mapping[str, Any]], conf
     if tools and config.constrain_tool_calls:
         from assistant.runtime.constrain import ToolCallConstraint
 
-        constraint = ToolCallConstraint(loaded.tokenizer, tools, loaded.config.vocab_size)
+        constraint = ToolCallConstraint(loaded.tokenizer, tools, loaded.config.vocab_size,
+                                        copy_source=copy_sources(messages), copy_bias=config.copy_bias)
     return _run(loaded, fitted, config, cancel, window, constraint)
+
+
+def copy_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a tool call's arguments may copy from: the last user message and the tool results after it."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return []
+    return [str(m.get("content") or "") for m in messages[last_user:] if m.get("role") in ("user", "tool")]
 
 
 def generate(loaded: LoadedModel, prompt: str | Sequence[int], config: GenerationConfig | None = None) -> Finished:

@@ -240,3 +240,47 @@ def test_token_bytes_spell_the_text_for_byte_level_and_sentencepiece_tokenizers(
     ids = wrapped.encode(text)
     assert any(wrapped.id_to_token(i).startswith("\u2581") for i in ids[1:])  # tokens that carry the space marker
     assert b"".join(vocab.pieces[i] for i in ids).lstrip(b" ") == text.encode()
+
+
+def _constraint_inside_a_path(tokenizer, source: str, bias: float, path_so_far: str):
+    """A constraint that has read ``<|tool_call|>`` and a read_file call up to ``"path": "<path_so_far>``."""
+    tools = [t for t in tool_schemas() if t["name"] == "read_file"]
+    constraint = ToolCallConstraint(tokenizer, tools, tokenizer.vocab_size, copy_source=[source], copy_bias=bias)
+    constraint.advance(tokenizer.token_to_id(TOOL_CALL))
+    for token in tokenizer.encode('{"name": "read_file", "arguments": {"path": "' + path_so_far):
+        assert constraint.allows(token)
+        constraint.advance(token)
+    return constraint
+
+
+def test_copy_bias_pulls_string_arguments_toward_the_request(tokenizer):
+    """Inside an argument string, the likely tokens that continue a span of the request gain the bias:
+    a model that half-remembers another path from training is pulled to the one the user wrote."""
+    request = "Show me vendor/graphlib.py please"
+    constraint = _constraint_inside_a_path(tokenizer, request, 4.0, "vendor/gr")
+    assert constraint._string_value() == b"vendor/gr"
+    copy = next(t for t in range(tokenizer.vocab_size) if constraint.vocab.pieces[t] and b'"' not in constraint.vocab.pieces[t]
+                and b"vendor/gr" + constraint.vocab.pieces[t] in request.encode())
+    other = next(t for t in range(tokenizer.vocab_size) if constraint.vocab.pieces[t] == b"e")
+    logits = torch.full((tokenizer.vocab_size,), -10.0)
+    logits[other], logits[copy] = 2.0, 0.0  # the model prefers "vendor/gre..." slightly
+    boosted = constraint.copy_boost(logits)
+    assert boosted[copy] == 4.0 and boosted[other] == 2.0  # the copy now wins; nothing else moved
+    assert torch.equal(boosted[:copy], logits[:copy]) and torch.equal(boosted[copy + 1:], logits[copy + 1:])
+    assert constraint.choose(logits, lambda lg: int(lg.argmax())) == copy
+
+    # off (bias 0), or a value that is not in the request: the logits are left alone
+    assert torch.equal(_constraint_inside_a_path(tokenizer, request, 0.0, "vendor/gr").copy_boost(logits), logits)
+    elsewhere = _constraint_inside_a_path(tokenizer, "Show me kit/misc.py", 4.0, "vendor/gr")
+    assert torch.equal(elsewhere.copy_boost(logits), logits)
+
+
+def test_copy_sources_are_the_request_and_this_turns_tool_results():
+    from assistant.runtime.generate import copy_sources
+
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "old request"},
+                {"role": "assistant", "content": "old answer"}, {"role": "user", "content": "read a.py"},
+                {"role": "assistant", "content": "", "tool_call": {"name": "read_file", "arguments": {"path": "a.py"}}},
+                {"role": "tool", "content": '{"content": "import b"}'}]
+    assert copy_sources(messages) == ["read a.py", '{"content": "import b"}']
+    assert copy_sources([{"role": "system", "content": "sys"}]) == []
