@@ -1,7 +1,7 @@
 """The evaluation suite's rows of the stage-10 promotion gate (assistant/retrain_gate.py): tool-call
 validity and right-tool rate, paired per held-out conversation, measured on real models.
 
-The current model is the shipped default model, which calls ``debug_code`` for debugging requests
+The current model is the shipped default model, which calls ``analyze_code`` for lint requests
 (models/README.md); the candidate that "forgot" tool calling is a nano language model trained by the
 project. The gate must measure both rows, hold for an identical candidate and refuse the forgetful one."""
 
@@ -13,19 +13,18 @@ from assistant.default_model import DEFAULT_MODEL
 from assistant.retrain_gate import make_eval_metrics
 from trainer.data.tool_calling import SYSTEM_PROMPT
 
-SNIPPETS = ["items = [41, 7]\nprint(items[5])", "value = int('lantern')\nprint(value)", "total = 12 / (9 - 9)\nprint(total)",
-            "data = {'comet': 3}\nprint(data['meteor'])", "x = None\nprint(x.glow())", "print(undefined_tulip + 8)"]
-REQUESTS = ["Debug this code:\n{code}", "Why does this crash?\n{code}", "Find the bug:\n{code}"]
+FILES = ["vendor/graphlib.py", "kit/misc.py", "helpers/calc.py", "tools/strings.py", "shop/cart.py", "dates/roman.py"]
+REQUESTS = ["Analyze {file} for problems.", "Lint {file}.", "Check {file} for bugs and style problems."]
 
 
 def _heldout(data_dir):
     data_dir.mkdir()
-    records = [{"id": f"gate-{i}", "family": "debug_code", "key_facts": [], "messages": [
+    records = [{"id": f"gate-{i}", "family": "analyze_code", "key_facts": [], "messages": [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": REQUESTS[i % len(REQUESTS)].format(code=code)},
-        {"role": "assistant", "content": "", "tool_call": {"name": "debug_code", "arguments": {"code": code}}},
-        {"role": "tool", "content": '{"tool":"debug_code","ok":true}'},
-        {"role": "assistant", "content": "It raises an error."}]} for i, code in enumerate(SNIPPETS)]
+        {"role": "user", "content": REQUESTS[i % len(REQUESTS)].format(file=file)},
+        {"role": "assistant", "content": "", "tool_call": {"name": "analyze_code", "arguments": {"path": file}}},
+        {"role": "tool", "content": '{"tool":"analyze_code","ok":true}'},
+        {"role": "assistant", "content": "No problems found."}]} for i, file in enumerate(FILES)]
     (data_dir / "tool_calling_heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return data_dir
 
@@ -33,12 +32,12 @@ def _heldout(data_dir):
 def test_the_gate_measures_tool_calls_and_refuses_a_candidate_that_stopped_calling_tools(trained_nano, tmp_path):
     from trainer.continual.gate import run_gate
 
-    metrics = make_eval_metrics(_heldout(tmp_path / "data"), None, heldout_limit=len(SNIPPETS), tasks_limit=0)
+    metrics = make_eval_metrics(_heldout(tmp_path / "data"), None, heldout_limit=len(FILES), tasks_limit=0)
     same = {row["name"]: row for row in metrics(DEFAULT_MODEL, DEFAULT_MODEL)}
     for name in ("tool_call:validity", "tool_call:right_tool"):
         row = same[name]
-        assert row["measured"] and row["items"] == len(SNIPPETS) and not row["regressed"], row
-        assert row["current"] == row["candidate"] >= 0.5, row  # the shipped model debugs with debug_code
+        assert row["measured"] and row["items"] == len(FILES) and not row["regressed"], row
+        assert row["current"] == row["candidate"] >= 0.5, row  # the shipped model lints with analyze_code
     assert not same["end_to_end:success"]["measured"]  # --gate-tasks 0: listed, not hidden
 
     gate = run_gate(DEFAULT_MODEL, trained_nano, data_dir=None, labelled=[], pairs=[], held_out=False, extra_metrics=metrics)
