@@ -66,13 +66,21 @@ def test_watcher_converges_after_each_kind_of_change(project, settings, tmp_path
     assert not errors
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child gets SIGINT as a shell gives it: default disposition, not blocked. In the full suite it
+    otherwise inherited a state from the test process in which Ctrl-C never reached it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_cli_watch_picks_up_a_new_file_and_stops_on_ctrl_c(project, settings):
     (project / ".assistant").mkdir(exist_ok=True)
     (project / ".assistant/settings.toml").write_text(
         f'[index]\ncache_dir = "{settings.cache_dir}"\ndebounce_ms = 200\n')
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "index", str(project), "--watch", "-q"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     try:
