@@ -6,14 +6,9 @@ skips, saying why.
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.ci import unavailable
 
 
 def docker_sandbox_settings(timeout_s: float) -> SandboxSettings:
@@ -24,9 +19,7 @@ def docker_sandbox_settings(timeout_s: float) -> SandboxSettings:
     try:
         client = connect(SandboxSettings(), timeout=600)
     except SandboxError as exc:
-        if IN_CI:
-            pytest.fail(f"no Docker engine: {exc}", pytrace=False)
-        pytest.skip(f"no Docker engine: {exc}")
+        unavailable(f"no Docker engine: {exc}")
     image = ensure_offline_image(client, log=print)
     client.close()
     return SandboxSettings(backend="docker", image=image, memory_mb=256, pids=64, timeout_s=timeout_s)

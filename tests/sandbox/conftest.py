@@ -13,15 +13,9 @@ import pytest
 
 from sandbox import SandboxError
 from sandbox.limits import SandboxSettings
+from tests.ci import unavailable
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_LIMITS = dict(memory_mb=256, pids=64, timeout_s=10.0, tmp_mb=32, scratch_mb=64)
-
-
-def _unavailable(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{what} (CI must run these tests: .ci/run installs and starts it)", pytrace=False)
-    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +25,7 @@ def docker_client():
     try:
         client = connect(SandboxSettings(), timeout=600)
     except SandboxError as exc:
-        _unavailable(f"no Docker engine: {exc}")
+        unavailable(f"no Docker engine: {exc}")
     yield client
     client.close()
 
@@ -50,7 +44,7 @@ def bwrap_ready() -> None:
 
     ok, why = bwrap_works()
     if not ok:
-        _unavailable(f"bubblewrap does not work here: {why}")
+        unavailable(f"bubblewrap does not work here: {why}")
 
 
 def make_sample_project(root: Path) -> Path:

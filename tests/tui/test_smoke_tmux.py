@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from tests.ci import unavailable
 from tests.memorised_model import HELLO, make_project
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 pytestmark = pytest.mark.slow
 
 
@@ -34,9 +34,7 @@ def _wait(tmux: list[str], needle: str, timeout: float = 120.0) -> str:
 def test_the_app_in_a_real_terminal(tmp_path, memorised_model):
     path = shutil.which("tmux")
     if path is None:
-        if IN_CI:
-            pytest.fail("tmux is missing (.ci/run installs it)", pytrace=False)
-        pytest.skip("tmux is not installed")
+        unavailable("tmux is not installed")
     project = make_project(tmp_path / "project", {"backend": "none"})
     tmux = [path, "-S", str(tmp_path / "tmux.sock")]  # a private server: never the user's sessions
     env = {name: os.environ[name] for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HUB_OFFLINE", "PATH", "HOME")
