@@ -22,8 +22,9 @@ PROJECT_ROOT = MODELS_DIR.parent
 def user_models_dir() -> Path:
     """Where stage 10 keeps this user's retrained models (beside the feedback store they learn from):
     ``$XDG_DATA_HOME/assistant/models``, by default ``~/.local/share/assistant/models``."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "assistant" / "models"
+    from feedback import default_feedback_path
+
+    return default_feedback_path().parent / "models"
 
 
 @dataclass

@@ -372,7 +372,7 @@ class Trainer:
 
     # ---- pieces ------------------------------------------------------------------------
     def _with_replay(self, conversations: ConversationSampler) -> ReplayMixSampler:
-        from trainer.continual.retrain import replay_tokens
+        from trainer.data.dataset import replay_tokens
 
         arrays, sources = replay_tokens(self.cfg.data_dir, self.tokenizer.hash)
         if not arrays:

@@ -176,7 +176,7 @@ def run_preferences(args: argparse.Namespace) -> int:
     replay = None
     if args.stage == "rlhf" and args.method in ("dpo", "kto") and replay_fraction > 0:
         from trainer.checkpoint import load_checkpoint
-        from trainer.continual.retrain import replay_tokens
+        from trainer.data.dataset import replay_tokens
 
         replay, _ = replay_tokens(args.data_dir, load_checkpoint(args.checkpoint).get("tokenizer_hash"))
     cfg = PreferenceConfig(

@@ -31,6 +31,7 @@ from trainer import TrainerError
 from trainer.continual.feedback import is_signal, read_feedback, to_training_records
 from trainer.continual.gate import GateSettings, format_metric, run_gate
 from trainer.continual.registry import DEFAULT_KEEP, Registry
+from trainer.data.dataset import replay_tokens
 
 
 @dataclass
@@ -154,30 +155,6 @@ def _split_feedback(pairs: list[dict], labelled: list[dict]) -> tuple[list, list
     if not (hp or hl) or not (tp or tl):
         return pairs, labelled, pairs, labelled, False
     return tp, tl, hp, hl, True
-
-
-def replay_tokens(data_dir: str, tokenizer_hash: str | None) -> tuple[list, list[str]]:
-    import numpy as np
-
-    from trainer.data.dataset import open_tokens
-    from trainer.data.prepare import read_manifest
-
-    arrays, sources = [], []
-    for stage in ("language", "code"):
-        path = Path(data_dir) / f"{stage}_train.npy"
-        if not path.exists():
-            continue
-        try:
-            manifest = read_manifest(Path(data_dir), stage)
-        except TrainerError:
-            continue
-        if tokenizer_hash and manifest.get("tokenizer_hash") not in (None, tokenizer_hash):
-            continue
-        tokens = open_tokens(path)
-        if tokens.size > 64:
-            arrays.append(np.asarray(tokens))
-            sources.append(str(path))
-    return arrays, sources
 
 
 def write_report(registry: Registry, report: dict) -> Path:

@@ -179,3 +179,26 @@ class ReplayMixSampler:
             raise TrainerError("the interrupted run trained without replay", "resume with its --replay-fraction (0)")
         self.conversations.load_state_dict(state["conversations"])
         self.rng.bit_generator.state = state["rng"]
+
+
+def replay_tokens(data_dir: str, tokenizer_hash: str | None) -> tuple[list, list[str]]:
+    """The earlier stages' training tokens in ``data_dir`` prepared with this tokenizer (language, code):
+    what stage 3, DPO/KTO and stage 10 replay. (arrays, their paths)"""
+    from trainer.data.prepare import read_manifest
+
+    arrays, sources = [], []
+    for stage in ("language", "code"):
+        path = Path(data_dir) / f"{stage}_train.npy"
+        if not path.exists():
+            continue
+        try:
+            manifest = read_manifest(Path(data_dir), stage)
+        except TrainerError:
+            continue
+        if tokenizer_hash and manifest.get("tokenizer_hash") not in (None, tokenizer_hash):
+            continue
+        tokens = open_tokens(path)
+        if tokens.size > 64:
+            arrays.append(np.asarray(tokens))
+            sources.append(str(path))
+    return arrays, sources
