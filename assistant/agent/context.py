@@ -100,17 +100,21 @@ def _longest_string(node: Any, best=(None, None, "")):
 
 
 def repo_summary(project: Path, max_entries: int = 40) -> str:
-    """A compact picture of the project: top-level entries, file counts by extension, README's first line."""
+    """A compact picture of the project: top-level entries, file counts by extension, README's first
+    line, and a code map (Python modules with their top-level functions and classes)."""
     from sandbox.tools.paths import walk_files
 
     counts: Counter[str] = Counter()
     top: dict[str, int] = {}
+    python: list[Path] = []
     total = 0
     for path in walk_files(project, project):
         rel = path.relative_to(project)
         if rel.parts[0] == ".assistant":
             continue
         total += 1
+        if path.suffix == ".py" and len(python) < 2000:
+            python.append(rel)
         counts[path.suffix or path.name] += 1
         head = rel.parts[0] + ("/" if len(rel.parts) > 1 else "")
         top[head] = top.get(head, 0) + 1
@@ -130,7 +134,45 @@ def repo_summary(project: Path, max_entries: int = 40) -> str:
             if first:
                 lines.append(f"README: {first[:160]}")
             break
+    mapped = code_map(project, python)
+    if mapped:
+        lines.append(f"Code: {mapped}")
     return "\n".join(lines)
+
+
+def code_map(project: Path, files: Sequence[Path], max_files: int = 10, max_names: int = 6, max_chars: int = 600) -> str:
+    """``pkg/mod.py (f, g, Class); ...``: the project's own modules first (not tests, vendored or
+    ``__init__`` files), then tests, then the rest, each with its top-level definitions, so the model
+    can name the module that defines a function without searching. Bounded in files, names and length."""
+    import ast
+
+    def rank(rel: Path) -> tuple:
+        parts = [part.lower() for part in rel.parts]
+        testy = any(part.startswith("test") or part == "tests" for part in parts)
+        foreign = any(part in ("vendor", "third_party", "site-packages", "build", "dist", "docs", "examples") for part in parts)
+        return (foreign, testy, rel.name == "__init__.py", len(parts), str(rel))
+
+    entries: list[str] = []
+    length = 0
+    for rel in sorted(files, key=rank)[: max_files * 2]:
+        path = project / rel
+        try:
+            if path.stat().st_size > 200_000:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        names = [node.name for node in tree.body
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_")]
+        if not names:
+            continue
+        more = f", +{len(names) - max_names}" if len(names) > max_names else ""
+        entry = f"{rel.as_posix()} ({', '.join(names[:max_names])}{more})"
+        if length + len(entry) > max_chars or len(entries) >= max_files:
+            break
+        entries.append(entry)
+        length += len(entry) + 2
+    return "; ".join(entries)
 
 
 def summarize_turns(turns: Sequence[Sequence[Mapping[str, Any]]], changed: Sequence[str] = ()) -> str:

@@ -33,7 +33,7 @@ class AgentSettings:
     context_tokens: int = 0  # prompt budget; 0: the model's window minus max_new_tokens
     instructions_tokens: int = 600  # AGENTS.md
     memory_tokens: int = 300  # the episodic memory file
-    summary_tokens: int = 250  # the compact repo summary
+    summary_tokens: int = 400  # the compact repo summary and its code map
     retrieval_tokens: int = 600  # code retrieved from the index for the user's message
     retrieval_hits: int = 4
     tool_result_tokens: int = 700  # each tool result the model reads back

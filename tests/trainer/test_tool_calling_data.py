@@ -3,6 +3,7 @@ Docker sandbox; schema-valid calls, every tool covered, deterministic, no held-o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from sandbox.limits import SandboxSettings
 from tests.docker_engine import docker_sandbox_settings
 from sandbox.tools import TOOLS, validation_error
+from trainer import TrainerError
 from trainer.data.chat_format import parse_reply, render
 from trainer.data.tokenizer import load_tokenizer
 from trainer.data.tool_calling import (
@@ -55,6 +57,7 @@ def test_every_call_is_schema_valid_and_parses_back(generated):
 def test_every_tool_and_every_family_is_covered(generated):
     train = generated["train"]
     assert {e.family for e in train} == set(FAMILIES)
+    assert {e.family for e in generated["heldout"]} == set(FAMILIES)  # the eval measures every family too
     used = {c["name"] for e in train for c in tool_calls(e)}
     assert used == set(TOOLS), f"tools never called: {set(TOOLS) - used}"
     chains = [e for e in train if e.family == "fix_chain"]
@@ -89,6 +92,17 @@ def test_heldout_phrasings_and_values_never_occur_in_training(generated):
     # the check itself catches a leak
     leaked = Example("x", "heldout", train[0].family, train[0].template, train[0].messages, None, [], train[0].values)
     assert check_no_leakage(train, [leaked])
+
+
+def test_a_sandbox_that_cannot_run_code_stops_generation_with_its_reason(sandbox_settings, tmp_path):
+    """A missing image once made every code-running family produce nothing, silently: now it stops."""
+    broken = dataclasses.replace(sandbox_settings, image="assistant-sandbox:no-such-tag")
+    runner = ToolRunner(broken)
+    try:
+        with pytest.raises(TrainerError, match="the sandbox cannot run code: .*no-such-tag"):
+            generate(tmp_path, runner, num_examples=len(FAMILIES), heldout_examples=4, seed=1)
+    finally:
+        runner.close()
 
 
 def test_generation_is_deterministic_for_a_seed(sandbox_settings, tmp_path):

@@ -32,7 +32,8 @@ TOOLS_STYLE = "compact"
 _RUN_ID = re.compile(r"(/scratch/\.assistant/[a-z]+-)[0-9a-f]{6,}")
 _ELAPSED = re.compile(r"(\bin )\d+\.\d+s\b")
 RESULT_STRING_LIMIT = 400  # characters kept of each long string field of a tool result
-DATASET_VERSION = 1
+DATASET_VERSION = 2
+TRAIN_PROJECTS, HELDOUT_PROJECTS = 48, 8  # sample projects per split (many, so no project's files are memorised)
 
 
 # ---- running tools ------------------------------------------------------------------------------
@@ -199,7 +200,14 @@ def _number_pool(split: str) -> list[int]:
 WORDS = ["banana", "rocket", "python", "window", "garden", "silver", "planet", "bridge", "candle", "forest", "yellow",
          "marble", "engine", "orange", "castle", "pepper", "mirror", "button", "island", "ladder", "jungle", "velvet",
          "tunnel", "breeze", "cactus", "dragon", "falcon", "harbor", "kettle", "lemon", "meadow", "nickel", "oyster",
-         "parrot", "quartz", "saddle", "timber", "violet", "walnut", "zephyr", "anchor", "bucket", "copper", "dinner"]
+         "parrot", "quartz", "saddle", "timber", "violet", "walnut", "zephyr", "anchor", "bucket", "copper", "dinner",
+         "almond", "basket", "beacon", "canyon", "carpet", "cherry", "cobalt", "comet", "crystal", "desert", "dolphin",
+         "ember", "feather", "glacier", "granite", "hammer", "helmet", "honey", "iris", "jacket", "lantern", "magnet",
+         "mango", "maple", "meteor", "needle", "olive", "orbit", "paddle", "pebble", "pencil", "pillow", "pirate",
+         "pumpkin", "puzzle", "rabbit", "raven", "ribbon", "river", "saffron", "salmon", "shadow", "spider", "spruce",
+         "summit", "sunset", "teapot", "thunder", "tiger", "tomato", "trumpet", "tulip", "turtle", "umbrella", "valley",
+         "wagon", "whisper", "willow", "wizard", "wombat", "zebra", "apricot", "badger", "blossom", "cedar", "cinnamon",
+         "compass", "cricket", "dune", "emerald", "fountain", "goblin", "hazel", "igloo", "juniper", "koala", "lagoon"]
 
 
 def _word_pool(split: str) -> list[str]:
@@ -662,7 +670,7 @@ FAMILIES: dict[str, tuple[float, Callable, bool]] = {
     "list_files": (0.7, family_list_files, False),
     "search_code": (0.8, family_search_code, False),
     "write_file": (0.4, family_write_file, True),
-    "fix_chain": (0.5, family_fix_chain, True),
+    "fix_chain": (1.0, family_fix_chain, True),
     "recover": (0.4, family_recover, False),
     "no_tool": (0.6, family_no_tool, False),
 }
@@ -683,7 +691,9 @@ def generate(output_dir: Path, runner: ToolRunner, *, num_examples: int = 2000, 
     work.mkdir(parents=True)
     out: dict[str, list[Example]] = {}
     for split, count in (("train", num_examples), ("heldout", heldout_examples)):
-        projects = build_projects(work / "projects", split, 12 if split == "train" else 4, seed)
+        projects = build_projects(work / "projects", split, TRAIN_PROJECTS if split == "train" else HELDOUT_PROJECTS, seed)
+        if split == "train":
+            check_sandbox_runs_code(runner, projects[0].root)
         scratch = work / "scratch" / split
         scratch.mkdir(parents=True)
         rng = random.Random(f"{seed}:{split}:examples")
@@ -714,8 +724,26 @@ def generate(output_dir: Path, runner: ToolRunner, *, num_examples: int = 2000, 
             if len(examples) % 200 == 0:
                 log(f"{split}: {len(examples)}/{count} conversations ({runner.calls} tool runs)")
         runner.close()
+        missing = sorted(set(names) - {e.family for e in examples})
+        if missing and count >= len(names):
+            from trainer import TrainerError
+
+            raise TrainerError(f"no {split} conversations of {', '.join(missing)} could be generated",
+                               "a tool fails on every sample project; run its call by hand to see why")
         out[split] = examples
     return out
+
+
+def check_sandbox_runs_code(runner: ToolRunner, root: Path) -> None:
+    """Fail at once, with the sandbox's own reason, when it cannot run code (e.g. a missing image):
+    otherwise every family that runs code would silently produce nothing."""
+    from trainer import TrainerError
+
+    result = runner.call(root, "execute_python", {"code": "print(6 * 7)"}, cache=False)
+    if (result.get("stdout") or "").strip() != "42":
+        reason = result.get("error") or (result.get("stderr") or "").strip()[-200:] or "no output"
+        raise TrainerError(f"the sandbox cannot run code: {reason}",
+                           "build its image with 'assistant sandbox build', or choose --sandbox-image/--sandbox-backend")
 
 
 def check_no_leakage(train: list[Example], heldout: list[Example]) -> list[str]:

@@ -64,8 +64,16 @@ FUNCTIONS: list[dict] = [
 ]
 
 PACKAGES = ["toolbox", "helpers", "mathkit", "textkit", "utilities", "corelib", "appcore", "shared", "kit", "lib_tools",
-            "common_utils", "minitools", "pyhelpers", "basics", "funcs", "snippets", "workbench", "devkit"]
-MODULE_NAMES = ["ops", "numbers", "strings", "misc", "logic", "calc", "text", "tools", "core", "funcs"]
+            "common_utils", "minitools", "pyhelpers", "basics", "funcs", "snippets", "workbench", "devkit", "inventory",
+            "billing", "weather", "library", "scheduler", "grades", "recipes", "payroll", "garden", "fleet", "survey",
+            "ledger", "tickets", "catalog", "metrics", "orders", "playlist", "clinic", "warehouse", "studio", "atlas",
+            "quiz", "budget", "roster"]
+MODULE_NAMES = ["ops", "numbers", "strings", "misc", "logic", "calc", "text", "tools", "core", "funcs", "utils", "helpers",
+                "math_utils", "convert", "checks", "stats", "format", "parsing", "rules", "compute"]
+# decorations that turn a pool name into more names (calc_add, median_value, ...): many names, so the
+# model must copy a function's name from the request and the repository summary instead of recalling it
+NAME_PREFIXES = ["", "calc_", "get_", "compute_", "do_", "my_", "find_", "make_"]
+NAME_SUFFIXES = ["", "_value", "_result", "_of", "_fn"]
 
 # small, self-contained standard-library modules: real code to read, search and analyse
 STDLIB_CANDIDATES = ["bisect.py", "colorsys.py", "keyword.py", "fnmatch.py", "glob.py", "textwrap.py", "shlex.py",
@@ -111,9 +119,11 @@ def _split_of(value: str, salt: str) -> str:
 
 
 def name_pool(index: int, split: str) -> list[str]:
-    """Function names of pool entry ``index`` usable in ``split`` (the last variant is held out)."""
-    names = FUNCTIONS[index]["names"]
-    return names[-1:] if split == "heldout" else names[:-1]
+    """Function names of pool entry ``index`` usable in ``split`` (disjoint between the splits)."""
+    names = sorted({f"{prefix}{name}{suffix}" for name in FUNCTIONS[index]["names"]
+                    for prefix in NAME_PREFIXES for suffix in NAME_SUFFIXES
+                    if not (prefix and suffix)})  # one decoration at most: calc_add or add_value, not calc_add_value
+    return [n for n in names if _split_of(n, "function") == split]
 
 
 def stdlib_files(split: str) -> list[Path]:
