@@ -286,8 +286,12 @@ class Trainer:
         resume = load_checkpoint(resume_path, expect_architecture=cfg.architecture) if resume_path else None
         init = resume or (load_checkpoint(cfg.checkpoint, expect_architecture=cfg.architecture) if cfg.checkpoint else None)
         if init is not None and init.get("quantization"):
-            raise TrainerError(f"{cfg.checkpoint or resume_path} is a quantized ({init['quantization']['mode']}) checkpoint",
-                               "train from the float checkpoint it was made from")
+            from trainer.quantize import dequantized_payload
+
+            # e.g. fine-tuning the shipped int8 model: its weights come back as codes x scales, in float32
+            mode = init["quantization"]["mode"]
+            init = dequantized_payload(init)
+            self._dequantized_note = f"training from {cfg.checkpoint}: its {mode} weights dequantized to float32"
         if resume is not None and resume.get("kind") != "resumable":
             raise TrainerError(f"{resume_path} holds no optimizer state to resume from", "use the *_last.pth checkpoint")
         self.tokenizer, self.train_tokens, self.val_tokens = self._load_data_and_tokenizer(init)
@@ -531,6 +535,8 @@ class Trainer:
             self._log(self._log_lora)
         if getattr(self, "replay_sources", None):
             self._log(f"replay {cfg.replay_fraction:.0%} of rows from {', '.join(Path(s).name for s in self.replay_sources)}")
+        if getattr(self, "_dequantized_note", None):
+            self._log(self._dequantized_note)
         if self.start_step >= self.total_steps:
             self._log(f"nothing to do: the run already finished at step {self.start_step}")
             return self.summary()

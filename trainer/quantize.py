@@ -356,6 +356,19 @@ def dequantize_model(model: nn.Module) -> None:
         model.lm_head.weight = model.embed.weight
 
 
+def dequantized_payload(payload: dict) -> dict:
+    """A loaded quantized checkpoint as a float one (same entries; weights = codes x scales), so it
+    can be trained again: stage 10 on the shipped model, or ``assistant train --checkpoint model_int8.pth``."""
+    from trainer.checkpoint import model_from_payload
+
+    model = model_from_payload(payload)
+    dequantize_model(model)
+    float_payload = {k: v for k, v in payload.items() if k != "quantization"}
+    float_payload["model"] = {k: v.detach() for k, v in model.state_dict().items()}
+    float_payload["dequantized_from"] = payload["quantization"]["mode"]
+    return float_payload
+
+
 def quantized_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (_QuantLinear, Int8Embedding))]
 

@@ -65,10 +65,3 @@ def test_bad_checkpoints_and_flags_are_one_line(checkpoints, tmp_path, capsys):
                    "must be at least 1", code=2)
 
 
-def test_training_from_a_quantized_checkpoint_is_refused(checkpoints, tmp_path, capsys):
-    from trainer.quantize import run_quantization
-
-    quantized = tmp_path / "q.pth"
-    run_quantization(checkpoints["dense"], "int8", output=quantized, data_dir=None, decode_tokens=4)
-    one_line_error(capsys, ["train", "--stage", "code", "--checkpoint", str(quantized), "--data-dir", str(tmp_path)],
-                   "is a quantized (int8) checkpoint")

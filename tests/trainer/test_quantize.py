@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from assistant.cli import main
+from tests.trainer.conftest import train_args
 from trainer.checkpoint import load_checkpoint, load_model
 from trainer.models import ARCHITECTURES, build_model, preset_config
 from trainer.quantize import (
@@ -146,3 +147,28 @@ def test_bad_quantize_input_is_one_line(trained_nano, tmp_path, capsys):
     assert "perplexity: not measured" in capsys.readouterr().out
     assert main(["quantize", "--checkpoint", str(out), "--quantization", "int4"]) == 1
     assert "already quantized" in capsys.readouterr().err
+
+
+def test_training_continues_from_a_quantized_checkpoint_with_its_dequantized_weights(trained_nano, prepared, tmp_path, capsys):
+    """Fine-tuning the shipped int8 model: ``--checkpoint model_int8.pth`` starts from codes x scales."""
+    from trainer.quantize import dequantized_payload
+
+    int8 = tmp_path / "model_int8.pth"
+    assert main(["quantize", "--checkpoint", str(trained_nano), "--quantization", "int8", "--output", str(int8),
+                 "--data-dir", str(prepared["data"]), "--eval-windows", "4", "--decode-tokens", "4"]) == 0
+    start = dequantized_payload(load_checkpoint(int8))
+    shipped = load_model(int8)[0]
+    layer = shipped.blocks[0].attn.q_proj
+    assert isinstance(layer, Int8Linear)
+    assert torch.equal(start["model"]["blocks.0.attn.q_proj.weight"], layer.dequantized(torch.float32))
+    capsys.readouterr()
+    out = tmp_path / "tuned"
+    assert main(train_args(prepared, out, "--checkpoint", str(int8), "--steps-per-epoch", "2", "--eval-interval", "2",
+                           "--learning-rate", "1e-12", "--warmup-steps", "0", stage="code")) == 0
+    assert "int8 weights dequantized to float32" in capsys.readouterr().out
+    tuned = load_checkpoint(out / "code_model_last.pth")
+    assert not tuned.get("quantization")
+    # a vanishing learning rate leaves the weights where they started: the dequantized ones
+    assert torch.allclose(tuned["model"]["blocks.0.attn.q_proj.weight"], start["model"]["blocks.0.attn.q_proj.weight"], atol=1e-7)
+    assert not torch.allclose(tuned["model"]["blocks.0.attn.q_proj.weight"], load_checkpoint(trained_nano)["model"]["blocks.0.attn.q_proj.weight"], atol=1e-5)
+

@@ -129,14 +129,13 @@ def _base_entry(version_id: str, checkpoint: str | Path, quantization: str) -> d
 
 
 def _save_dequantized(payload: dict, path: Path) -> None:
-    from trainer.checkpoint import model_from_payload, save_checkpoint
-    from trainer.quantize import dequantize_model
+    from trainer.checkpoint import save_checkpoint
+    from trainer.quantize import dequantized_payload
 
-    model = model_from_payload(payload)
-    dequantize_model(model)
+    float_payload = dequantized_payload(payload)
     extra = {k: v for k, v in payload.items() if k in ("stage", "step", "parameters", "source", "chat")}
-    save_checkpoint(path, model_state=model.state_dict(), model_config=model.config, tokenizer_json=payload["tokenizer_json"],
-                    tokenizer_hash=payload.get("tokenizer_hash"), kind="weights", dequantized_from=payload["quantization"]["mode"],
+    save_checkpoint(path, model_state=float_payload["model"], model_config=payload["config"], tokenizer_json=payload["tokenizer_json"],
+                    tokenizer_hash=payload.get("tokenizer_hash"), kind="weights", dequantized_from=float_payload["dequantized_from"],
                     **extra)
 
 

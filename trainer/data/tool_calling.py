@@ -32,7 +32,7 @@ TOOLS_STYLE = "compact"
 _RUN_ID = re.compile(r"(/scratch/\.assistant/[a-z]+-)[0-9a-f]{6,}")
 _ELAPSED = re.compile(r"(\bin )\d+\.\d+s\b")
 RESULT_STRING_LIMIT = 400  # characters kept of each long string field of a tool result
-DATASET_VERSION = 2
+DATASET_VERSION = 3
 TRAIN_PROJECTS, HELDOUT_PROJECTS = 48, 8  # sample projects per split (many, so no project's files are memorised)
 
 
@@ -536,7 +536,7 @@ WRITE_TEMPLATES = [
 def family_write_file(runner, project, rng, split, scratch: Path):
     work = _fresh_copy(project, scratch, rng)
     word = rng.choice(_word_pool(split))
-    file = rng.choice([f"notes/{word}.txt", f"{word}.md", f"docs/{word}_notes.txt"])
+    file = rng.choice([f"notes/{word}.txt", f"{word}.md", f"docs/{word}_notes.txt", f"{word.upper()}.txt", f"{word.capitalize()}.md"])
     content = f"{word} {rng.choice(_number_pool(split))}\n"
     template = _pick_template(WRITE_TEMPLATES, split, rng)
     b = Builder(runner, work, _vary(template.format(file=file, content=content.strip()), rng))

@@ -10,8 +10,14 @@ function names, package names and standard-library files.
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
 import hashlib
+import importlib.util
+import keyword
 import random
+import re
+import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +132,47 @@ def name_pool(index: int, split: str) -> list[str]:
     return [n for n in names if _split_of(n, "function") == split]
 
 
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "eval_fixtures"
+
+
+@functools.lru_cache(maxsize=None)
+def _real_identifiers() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Real snake_case function names and single-word module names from this machine's standard
+    library (thousands), minus every name the eval fixtures define, so no eval task is trained on."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    reserved = {n.id if isinstance(n, ast.Name) else n.name for path in FIXTURES.rglob("*.py")
+                for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Name))} if FIXTURES.is_dir() else set()
+    reserved |= {p.stem for p in FIXTURES.rglob("*") if p.is_dir() or p.suffix == ".py"} if FIXTURES.is_dir() else set()
+    functions = set()
+    for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if (isinstance(node, ast.FunctionDef) and re.fullmatch(r"[a-z]+(_[a-z]+){1,2}", node.name)
+                    and 6 <= len(node.name) <= 24 and not node.name.startswith("test")):  # pytest would collect test_*
+                functions.add(node.name)
+    keyword_like = set(keyword.kwlist) | set(dir(builtins))
+    functions -= reserved | keyword_like
+    # module and package names: the words of those names, never a module Python could import instead
+    # (a package called `argparse` would shadow the standard library's in the sandbox's pytest)
+    shadowing = set(sys.stdlib_module_names) | {"test", "tests", "pytest", "conftest", "setup", "main"}
+    modules = {w for name in functions for w in name.split("_") if re.fullmatch(r"[a-z]{4,10}", w)}
+    modules -= shadowing | reserved | keyword_like
+    modules = {w for w in modules if importlib.util.find_spec(w) is None}
+    return tuple(sorted(functions)), tuple(sorted(modules))
+
+
+def identifier_pool(split: str, kind: str = "function") -> list[str]:
+    """Real identifiers usable as function (or module/package) names in ``split``, disjoint between
+    the splits: so many that a name is seldom seen twice, and copying it is the only way to get it right."""
+    functions, modules = _real_identifiers()
+    names = functions if kind == "function" else modules
+    return [n for n in names if _split_of(n, f"identifier-{kind}") == split]
+
+
 def stdlib_files(split: str) -> list[Path]:
     root = Path(sysconfig.get_paths()["stdlib"])
     chosen = [root / n for n in STDLIB_CANDIDATES if (root / n).is_file() and (root / n).stat().st_size < 40_000]
@@ -136,21 +183,27 @@ def build_projects(root: Path, split: str, count: int, seed: int) -> list[Sample
     """``count`` projects under ``root`` for ``split``; deterministic for a seed."""
     rng = random.Random(f"{seed}:{split}:projects")
     packages = [p for p in PACKAGES if _split_of(p, "package") == split] or PACKAGES[:1]
+    words = identifier_pool(split, "module")
     stdlib = stdlib_files(split)
     projects = []
     for number in range(count):
-        package = packages[number % len(packages)]
+        # half the projects take their package and module names from the large pool of real words
+        package = packages[number % len(packages)] if number % 2 == 0 or not words else rng.choice(words)
         name = f"{split}-project-{number}"
         project_root = root / name
         project_root.mkdir(parents=True, exist_ok=True)
-        module = rng.choice(MODULE_NAMES)
+        module = rng.choice(MODULE_NAMES) if rng.random() < 0.5 or not words else rng.choice([w for w in words if w != package])
         picks = rng.sample(range(len(FUNCTIONS)), 3)
         buggy_index = rng.choice(picks) if number % 2 == 0 else None
         project = SampleProject(name=name, root=project_root, package=package)
         source_parts, test_parts = [], []
         line = 1
         for index in picks:
-            fname = rng.choice(name_pool(index, split))
+            # half the functions get a real identifier from the large pool: a name seldom seen twice
+            identifiers = identifier_pool(split)
+            fname = rng.choice(identifiers) if identifiers and rng.random() < 0.5 else rng.choice(name_pool(index, split))
+            while fname in {f.name for f in project.functions}:
+                fname = rng.choice(name_pool(index, split))
             src = FUNCTIONS[index]["src"].replace("NAME", fname)
             if index == buggy_index:
                 old, new = FUNCTIONS[index]["bug"]
