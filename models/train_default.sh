@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (models/default/) with the project's own commands.
 # Resumable: re-running continues an interrupted stage from its *_last.pth; finished stages are kept.
-# Usage: models/train_default.sh [STAGES...]   (default: tokenizer data language code tool_calling quantize)
+# Usage: models/train_default.sh [STAGES...]   (default: tokenizer data language code tool_calling quantize more quantize_more)
 # Env: RUN (work dir, default runs/default), DEVICE (auto: cuda > mps > cpu), THREADS (CPU torch threads),
 #      STEPS1/STEPS2/STEPS3 (optimizer steps per stage), BATCH, EXAMPLES3 (stage-3 conversations),
 #      REPLAY (share of stage 1-2 rows replayed during stage 3), SANDBOX_IMAGE (docker image for stage-3 data;
@@ -17,19 +17,19 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 STDLIB=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 PACKAGES=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')  # installed packages' sources
 DEVICE=${DEVICE:-auto}; BATCH=${BATCH:-32}
-STEPS1=${STEPS1:-500}; STEPS2=${STEPS2:-1200}; STEPS3=${STEPS3:-1800}
+STEPS1=${STEPS1:-500}; STEPS2=${STEPS2:-1200}; STEPS3=${STEPS3:-1800}; STEPS4=${STEPS4:-1200}
 EXAMPLES3=${EXAMPLES3:-12000}; REPLAY=${REPLAY:-0.15}
 ARCH=(--architecture dense --model-size nano --d-model 512 --n-layers 8 --n-heads 8 --d-ff 1408
       --max-seq-len 2048 --use-rmsnorm --use-rope --use-swiglu --tie-embeddings)
 COMMON=(--tokenizer "$RUN/tokenizer.json" --data-dir "$RUN/data" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH")
-stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tokenizer data language code tool_calling quantize)
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tokenizer data language code tool_calling quantize more quantize_more)
 
-run_stage() {  # stage, extra args...: resume when an interrupted run exists
-  local stage=$1; shift
-  if [ -f "$RUN/$stage/${stage}_model_last.pth" ]; then
-    $A train --stage "$stage" --resume --output-dir "$RUN/$stage" "$@"
+run_stage() {  # stage, output folder name, extra args...: resume when an interrupted run exists
+  local stage=$1 dir="$RUN/$2"; shift 2
+  if [ -f "$dir/${stage}_model_last.pth" ]; then
+    $A train --stage "$stage" --resume --output-dir "$dir" "$@"
   else
-    $A train --stage "$stage" --output-dir "$RUN/$stage" "$@"
+    $A train --stage "$stage" --output-dir "$dir" "$@"
   fi
 }
 
@@ -43,22 +43,33 @@ for s in "${stages[@]}"; do
       $A data prepare --stage code --input "$STDLIB" "$PACKAGES" /usr/bin --glob '*.py' \
         --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data" ;;
     language)
-      run_stage language "${ARCH[@]}" "${COMMON[@]}" --steps-per-epoch "$STEPS1" --learning-rate 8e-4 --warmup-steps 50 \
+      run_stage language language "${ARCH[@]}" "${COMMON[@]}" --steps-per-epoch "$STEPS1" --learning-rate 8e-4 --warmup-steps 50 \
         --eval-interval 250 --log-interval 50 ;;
     code)
-      run_stage code --checkpoint "$RUN/language/language_model_best.pth" "${COMMON[@]}" --steps-per-epoch "$STEPS2" \
+      run_stage code code --checkpoint "$RUN/language/language_model_best.pth" "${COMMON[@]}" --steps-per-epoch "$STEPS2" \
         --learning-rate 6e-4 --warmup-steps 50 --eval-interval 300 --log-interval 50 ;;
     tool_calling)
       [ -f "$RUN/data/tool_calling_manifest.json" ] || \
         $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data" \
           --num-examples "$EXAMPLES3" --heldout-examples 300 ${SANDBOX_IMAGE:+--sandbox-image "$SANDBOX_IMAGE"}
-      run_stage tool_calling --checkpoint "$RUN/code/code_model_best.pth" "${COMMON[@]}" --steps-per-epoch "$STEPS3" \
+      run_stage tool_calling tool_calling --checkpoint "$RUN/code/code_model_best.pth" "${COMMON[@]}" --steps-per-epoch "$STEPS3" \
         --learning-rate 4e-4 --warmup-steps 50 --eval-interval 200 --log-interval 50 --replay-fraction "$REPLAY" ;;
     quantize)
       mkdir -p models/default
       $A quantize --checkpoint "$RUN/tool_calling/tool_calling_model_best.pth" --quantization int8 \
         --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code
       cp "$RUN/tokenizer.json" models/default/tokenizer.json ;;
+    more)  # stage 3 continued from the int8 model (trained from its dequantized weights) on a second, fresh set
+      [ -f "$RUN/data_more/tool_calling_manifest.json" ] || \
+        $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data_more" \
+          --num-examples "$EXAMPLES3" --heldout-examples 300 --seed 1338 ${SANDBOX_IMAGE:+--sandbox-image "$SANDBOX_IMAGE"}
+      cp -n "$RUN"/data/language_* "$RUN"/data/code_* "$RUN/data_more/" 2>/dev/null || true  # replay rows
+      run_stage tool_calling tool_calling_more --checkpoint models/default/model_int8.pth --tokenizer "$RUN/tokenizer.json" \
+        --data-dir "$RUN/data_more" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH" --steps-per-epoch "$STEPS4" \
+        --learning-rate 2e-4 --warmup-steps 30 --eval-interval 200 --log-interval 50 --replay-fraction "$REPLAY" ;;
+    quantize_more)
+      $A quantize --checkpoint "$RUN/tool_calling_more/tool_calling_model_best.pth" --quantization int8 \
+        --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
 done
