@@ -19,6 +19,7 @@ import random
 import re
 import sys
 import sysconfig
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,7 +148,10 @@ def _real_identifiers() -> tuple[tuple[str, ...], tuple[str, ...]]:
     functions = set()
     for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            with warnings.catch_warnings():  # old modules' invalid escapes ('\(') warn while parsing
+                warnings.simplefilter("ignore", SyntaxWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.11 names it so
+                tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError):
             continue
         for node in tree.body:
