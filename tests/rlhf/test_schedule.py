@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from assistant.cli import main
-from assistant.schedule import CRON_TAG, Job, choose_backend, install, launchd_plist, remove, systemd_units
+from assistant.schedule import CRON_TAG, Job, install, launchd_plist, remove, systemd_units
 from tests.ci import unavailable
 
 
@@ -36,20 +36,19 @@ def _crontab() -> list[str]:
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="Linux schedulers")
 def test_install_and_remove_the_nightly_job_with_cron(saved_crontab, tmp_path, monkeypatch, capsys):
-    if choose_backend() != "cron":
-        pytest.skip("systemd runs here: the cron path is not the one 'auto' takes")
     subprocess.run(["crontab", "-"], input="17 5 * * * echo someone-elses-job\n", text=True, check=True)
     monkeypatch.chdir(tmp_path)
-    assert main(["schedule", "install", "--min-feedback", "7", "--at", "02:30"]) == 0
-    assert main(["schedule", "install", "--min-feedback", "7", "--at", "02:30"]) == 0  # idempotent
+    cron = ["--scheduler", "cron"]  # named, so the test runs on a machine whose 'auto' is systemd too
+    assert main(["schedule", "install", "--min-feedback", "7", "--at", "02:30", *cron]) == 0
+    assert main(["schedule", "install", "--min-feedback", "7", "--at", "02:30", *cron]) == 0  # idempotent
     lines = _crontab()
     ours = [line for line in lines if line.endswith(CRON_TAG)]
     assert len(ours) == 1 and "someone-elses-job" in "\n".join(lines)
     assert ours[0].startswith("30 2 * * * cd ") and "retrain --if-new-feedback 7" in ours[0] and str(tmp_path) in ours[0]
-    assert main(["schedule", "remove"]) == 0
+    assert main(["schedule", "remove", *cron]) == 0
     assert "removed the nightly retrain (cron)" in capsys.readouterr().out
     assert _crontab() == ["17 5 * * * echo someone-elses-job"]
-    assert main(["schedule", "remove"]) == 0
+    assert main(["schedule", "remove", *cron]) == 0
     assert "no nightly retrain was installed" in capsys.readouterr().out
 
 
