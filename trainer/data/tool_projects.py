@@ -136,15 +136,16 @@ def name_pool(index: int, split: str) -> list[str]:
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "eval_fixtures"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _real_identifiers() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Real snake_case function names and single-word module names from this machine's standard
     library (thousands), minus every name the eval fixtures define, so no eval task is trained on."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    reserved = {n.id if isinstance(n, ast.Name) else n.name for path in FIXTURES.rglob("*.py")
+    fixture_files = sorted(FIXTURES.rglob("*.py"))  # none when the tests are not shipped
+    reserved = {n.id if isinstance(n, ast.Name) else n.name for path in fixture_files
                 for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Name))} if FIXTURES.is_dir() else set()
-    reserved |= {p.stem for p in FIXTURES.rglob("*") if p.is_dir() or p.suffix == ".py"} if FIXTURES.is_dir() else set()
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Name))}
+    reserved |= {p.stem for p in FIXTURES.rglob("*") if p.is_dir() or p.suffix == ".py"}
     functions = set()
     for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
         try:
@@ -188,6 +189,7 @@ def build_projects(root: Path, split: str, count: int, seed: int) -> list[Sample
     rng = random.Random(f"{seed}:{split}:projects")
     packages = [p for p in PACKAGES if _split_of(p, "package") == split] or PACKAGES[:1]
     words = identifier_pool(split, "module")
+    identifiers = identifier_pool(split)
     stdlib = stdlib_files(split)
     projects = []
     for number in range(count):
@@ -204,7 +206,6 @@ def build_projects(root: Path, split: str, count: int, seed: int) -> list[Sample
         line = 1
         for index in picks:
             # half the functions get a real identifier from the large pool: a name seldom seen twice
-            identifiers = identifier_pool(split)
             fname = rng.choice(identifiers) if identifiers and rng.random() < 0.5 else rng.choice(name_pool(index, split))
             while fname in {f.name for f in project.functions}:
                 fname = rng.choice(name_pool(index, split))
