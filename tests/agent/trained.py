@@ -100,7 +100,7 @@ def conversations(project: Path, tokenizer, sandbox_factory, window: int = 4096,
     return docs
 
 
-def build(root: Path, project: Path, sandbox_factory, steps: int = 1600, copies: int = 15, variants: int = 2) -> Path:
+def build(root: Path, project: Path, sandbox_factory, steps: int = 2400, copies: int = 15, variants: int = 2) -> Path:
     """Tokenizer, prepared data and a nano dense model, all through the real CLI.
 
     Two passes: a first capture (provisional tokenizer) gives the text the tokenizer learns from;
