@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVAL_SET_VERSION = 1
+EVAL_SET_VERSION = 2  # 2: 'where is X defined' needs X, its file and (if stated) the right line
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "eval_fixtures"
 
 
@@ -134,6 +134,21 @@ def states_value(project: str, module: str, expression: str):
     return check
 
 
+_LINE = re.compile(r"\blines?\s+(\d+)", re.IGNORECASE)
+
+
+def states_definition(project: str, path: str, name: str):
+    """The answer names ``name`` and the file defining it; a line it states must be the ``def``'s line."""
+
+    def check(out: Outcome, ctx: OracleContext) -> bool:
+        lines = (ctx.fixtures / project / path).read_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if re.match(rf"\s*(async\s+)?(def|class)\s+{name}\b", text))
+        stated = {int(n) for n in _LINE.findall(out.answer)}
+        return name in out.answer and path in out.answer and stated <= {line}
+
+    return check
+
+
 def tests_pass_after(out: Outcome, ctx: OracleContext) -> bool:
     """The project's tests all pass in the sandbox after the turn (and the tests were not deleted)."""
     result = ctx.tool(out.project, "run_tests", {})
@@ -192,7 +207,7 @@ def _tasks() -> list[Task]:
         t("shop-cart-total", shop, "What does cart_total([2.5, 4, 10]) return?", states_value(shop, "shop.cart", "cart_total([2.5, 4, 10])"), "answer"),
         t("shop-item-count", shop, "What does item_count(['a', 'b', 'a']) return?", states_value(shop, "shop.cart", "item_count(['a', 'b', 'a'])"), "answer"),
         t("shop-discount-value", shop, "What does apply_discount(200, 10) return?", states_value(shop, "shop.cart", "apply_discount(200, 10)"), "answer"),
-        t("shop-where-discount", shop, "Where is apply_discount defined?", mentions("shop/cart.py"), "answer"),
+        t("shop-where-discount", shop, "Where is apply_discount defined?", states_definition(shop, "shop/cart.py", "apply_discount"), "answer"),
         t("shop-fix", shop, "Fix the failing test.", tests_pass_after, "project"),
         t("shop-line-count", shop, "How many lines are in shop/cart.py?", states_number(lambda c: c.line_count(shop, "shop/cart.py")), "answer"),
         t("shop-list-tests", shop, "List the files in the tests folder.", mentions("tests/test_cart.py"), "answer"),
@@ -202,7 +217,7 @@ def _tasks() -> list[Task]:
         t("text-longest", text, "What does longest_word('a quick brown fox') return?", states_value(text, "textstats.words", "longest_word('a quick brown fox')"), "answer"),
         t("text-capitalize", text, "What does capitalize_words('hello big world') return?", states_value(text, "textstats.words", "capitalize_words('hello big world')"), "answer"),
         t("text-unique", text, "What does unique_words('the cat the dog') return?", states_value(text, "textstats.words", "unique_words('the cat the dog')"), "answer"),
-        t("text-where-longest", text, "Where is longest_word defined?", mentions("textstats/words.py"), "answer"),
+        t("text-where-longest", text, "Where is longest_word defined?", states_definition(text, "textstats/words.py", "longest_word"), "answer"),
         t("text-show-file", text, "Show me textstats/words.py.", mentions("longest_word", "unique_words"), "answer"),
         t("text-analyze", text, "Analyze textstats/words.py for problems.", first_analysis_line(text, "textstats/words.py"), "answer"),
         t("text-count-py", text, "How many Python files does this project have?", states_number(count_files(text, ".py")), "answer"),
@@ -213,7 +228,7 @@ def _tasks() -> list[Task]:
         t("cal-days-feb", cal, "What does days_in_month(2023, 2) return?", states_value(cal, "dates.leap", "days_in_month(2023, 2)"), "answer"),
         t("cal-leap-1900", cal, "What does is_leap_year(1900) return?", states_value(cal, "dates.leap", "is_leap_year(1900)"), "answer"),
         t("cal-fix", cal, "Fix the failing test.", tests_pass_after, "project"),
-        t("cal-where-roman", cal, "Where is to_roman defined?", mentions("dates/roman.py"), "answer"),
+        t("cal-where-roman", cal, "Where is to_roman defined?", states_definition(cal, "dates/roman.py", "to_roman"), "answer"),
         t("cal-error", cal, "What error does this raise?\nprint(int('abc'))", mentions("ValueError"), "answer"),
         t("cal-docs", cal, "Look up the docs for json.dumps.", mentions("json.dumps", "obj"), "answer"),
         t("cal-list-files", cal, "What files are in this project?", mentions("dates/leap.py", "dates/roman.py"), "answer"),

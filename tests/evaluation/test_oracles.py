@@ -18,7 +18,7 @@ ANSWERS = {
     "shop-cart-total": ("It returns 16.5.", "It returns 16."),
     "shop-item-count": ("item_count returns 3.", "item_count returns 2."),
     "shop-discount-value": ("apply_discount(200, 10) returns 20.0.", "It returns 180."),
-    "shop-where-discount": ("In shop/cart.py at line 10.", "In tests/test_cart.py."),
+    "shop-where-discount": ("apply_discount is defined in shop/cart.py at line 9.", "In tests/test_cart.py."),
     "shop-line-count": ("shop/cart.py has 16 lines.", "shop/cart.py has 12 lines."),
     "shop-list-tests": ("1 file: tests/test_cart.py.", "No files."),
     "shop-compute": ("37 * 41 is 1517.", "37 * 41 is 1507."),
@@ -26,7 +26,7 @@ ANSWERS = {
     "text-longest": ("It returns 'quick'.", "It returns 'brown'."),
     "text-capitalize": ("Hello Big World", "hello big world"),
     "text-unique": ("3 different words.", "4 different words."),
-    "text-where-longest": ("textstats/words.py line 4", "textstats/__init__.py"),
+    "text-where-longest": ("longest_word: textstats/words.py line 4", "longest_word: textstats/__init__.py"),
     "text-show-file": ("It defines longest_word, capitalize_words and unique_words.", "It defines longest_word."),
     "text-count-py": ("There are 3 Python files.", "There are 7 Python files."),
     "text-debug": ("It raises IndexError: list index out of range.", "It raises KeyError."),
@@ -34,12 +34,18 @@ ANSWERS = {
     "cal-roman": ("to_roman(14) is XIV.", "to_roman(14) is XVI."),
     "cal-days-feb": ("28 days.", "29 days."),
     "cal-leap-1900": ("is_leap_year(1900) returns True (the bug).", "It returns False."),
-    "cal-where-roman": ("dates/roman.py", "dates/leap.py"),
+    "cal-where-roman": ("to_roman is in dates/roman.py.", "to_roman is in dates/leap.py."),
     "cal-error": ("ValueError: invalid literal for int()", "TypeError"),
     "cal-docs": ("json.dumps(obj, *, skipkeys=False, ...): Serialize obj to a JSON formatted str.", "json.loads(s): parse"),
     "cal-list-files": ("dates/leap.py, dates/roman.py, tests/test_leap.py", "dates/leap.py only"),
     "cal-line-count": ("dates/roman.py has 14 lines.", "It has 13 lines."),
     "cal-head": ('"""Leap years and month lengths."""', "MONTH_DAYS = [31, 28]"),
+}
+# more wrong answers, for oracles that check several things
+ALSO_WRONG = {
+    "shop-where-discount": ["median is defined in shop/cart.py at line 9.", "apply_discount is defined in shop/cart.py at line 0.",
+                            "shop/cart.py"],
+    "text-where-longest": ["igun_word is defined in textstats/words.py at line 0.", "longest_word is in textstats/words.py, line 9"],
 }
 SANDBOXED = {"shop-fix", "cal-fix", "shop-write-notes", "text-analyze", "text-python-version"}
 
@@ -63,6 +69,8 @@ def test_answer_oracle_accepts_the_right_answer_and_rejects_a_wrong_one(task, ct
     assert task.oracle(Outcome(right, project), ctx) is True
     assert task.oracle(Outcome(wrong, project), ctx) is False
     assert task.oracle(Outcome("", project), ctx) is False
+    for wrong in ALSO_WRONG.get(task.id, []):
+        assert task.oracle(Outcome(wrong, project), ctx) is False, wrong
 
 
 @pytest.fixture(scope="module")
