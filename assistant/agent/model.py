@@ -34,7 +34,8 @@ class ReplySource(Protocol):
 
     def generate(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]],
                  on_text: Callable[[str], None], cancel: threading.Event, *, max_new_tokens: int,
-                 temperature: float, top_k: int, top_p: float, seed: int | None, copy_bias: float) -> Generated: ...
+                 temperature: float, top_k: int, top_p: float, seed: int | None, copy_bias: float,
+                 answer_copy_bias: float) -> Generated: ...
 
 
 class RuntimeModel:
@@ -57,13 +58,15 @@ class RuntimeModel:
         return len(render(messages, self.loaded.tokenizer, tools=tools, add_generation_prompt=True))
 
     def generate(self, messages, tools, on_text, cancel, *, max_new_tokens, temperature, top_k, top_p, seed,
-                 copy_bias: float | None = None) -> Generated:
+                 copy_bias: float | None = None, answer_copy_bias: float | None = None) -> Generated:
         from assistant.runtime import Finished, GenerationConfig, TextDelta, stream_chat
 
         config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                   seed=seed)
         if copy_bias is not None:
             config.copy_bias = copy_bias
+        if answer_copy_bias is not None:
+            config.answer_copy_bias = answer_copy_bias
         finished = None
         for event in stream_chat(self.loaded, messages, config, cancel=cancel, tools=list(tools) or None):
             if isinstance(event, TextDelta):

@@ -328,7 +328,7 @@ class AgentSession:
         s = self.settings
         generated = self.model.generate(assembled.messages, assembled.tools, deltas, cancel, max_new_tokens=s.max_new_tokens,
                                         temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed,
-                                        copy_bias=s.copy_bias)
+                                        copy_bias=s.copy_bias, answer_copy_bias=s.answer_copy_bias)
         deltas.flush()
         stats["tokens"] += generated.tokens
         stats["tokens_per_s"] = generated.tokens_per_s

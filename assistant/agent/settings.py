@@ -30,6 +30,7 @@ class AgentSettings:
     top_p: float = 0.95
     seed: int | None = None
     copy_bias: float = 3.0  # tool-call arguments lean to text of the request and tool results (0: off)
+    answer_copy_bias: float = 3.0  # answers after tool results lean to quoting those results (0: off)
     context_tokens: int = 0  # prompt budget; 0: the model's window minus max_new_tokens
     instructions_tokens: int = 600  # AGENTS.md
     memory_tokens: int = 300  # the episodic memory file

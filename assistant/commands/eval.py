@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--sandbox-image", help="docker image (default: the [sandbox] setting)")
     p.add_argument("--copy-bias", type=float, metavar="B",
                    help="logit bonus for tool-call arguments copied from the request (default: the runtime's, 3; 0: off)")
+    p.add_argument("--answer-copy-bias", type=float, metavar="B",
+                   help="logit bonus for answer text quoting the tool results (default: the runtime's, 3; 0: off)")
     p.add_argument("--json", metavar="PATH", help="also write the full report (every row) as JSON here")
     p.set_defaults(handler=run)
 
@@ -58,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, **changes)
     report = evaluate(models, data_dir=data_dir, heldout_path=heldout, heldout_limit=args.heldout_limit,
                       tasks_limit=args.tasks_limit, sandbox_settings=settings, run_e2e=not args.no_e2e,
-                      log=lambda line: print(line, file=sys.stderr, flush=True), copy_bias=args.copy_bias)
+                      log=lambda line: print(line, file=sys.stderr, flush=True),
+                      decoding={k: v for k, v in (("copy_bias", args.copy_bias), ("answer_copy_bias", args.answer_copy_bias))
+                                if v is not None})
     print(format_table(report["models"]))
     if args.json:
         write_json(report, Path(args.json))

@@ -19,12 +19,10 @@ from typing import Any
 
 
 def _generate(loaded, messages: list[dict], tools: list[dict], max_new_tokens: int,
-              copy_bias: float | None = None) -> tuple[str, bool]:
+              decoding: dict[str, float] | None = None) -> tuple[str, bool]:
     from assistant.runtime import Finished, GenerationConfig, stream_chat
 
-    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    if copy_bias is not None:
-        config.copy_bias = copy_bias
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, **(decoding or {}))
     for event in stream_chat(loaded, messages, config, tools=tools):
         if isinstance(event, Finished):
             return event.text, event.complete
@@ -60,7 +58,7 @@ def score_call(expected_call: dict | None, reply) -> dict:
 
 
 def evaluate_heldout(loaded, examples: list[dict], limit: int | None = None, max_new_tokens: int = 160,
-                     log: Callable[[str], None] = lambda s: None, copy_bias: float | None = None) -> dict[str, Any]:
+                     log: Callable[[str], None] = lambda s: None, decoding: dict[str, float] | None = None) -> dict[str, Any]:
     from sandbox.tools import tool_schemas
     from trainer.data.chat_format import FinalAnswer, parse_reply
 
@@ -70,13 +68,13 @@ def evaluate_heldout(loaded, examples: list[dict], limit: int | None = None, max
     for number, example in enumerate(chosen, 1):
         messages = example["messages"]
         first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        text, complete = _generate(loaded, messages[:first], tools, max_new_tokens, copy_bias)
+        text, complete = _generate(loaded, messages[:first], tools, max_new_tokens, decoding)
         row = {"id": example["id"], "family": example["family"],
                **score_call(messages[first].get("tool_call"), parse_reply(text, tools, complete))}
         row["reply"] = text[:300]
         last = len(messages) - 1
         if example.get("key_facts") and last != first and messages[last]["role"] == "assistant":
-            answer, complete = _generate(loaded, messages[:last], tools, max_new_tokens, copy_bias)
+            answer, complete = _generate(loaded, messages[:last], tools, max_new_tokens, decoding)
             parsed = parse_reply(answer, tools, complete)
             row["fact_stated"] = isinstance(parsed, FinalAnswer) and states_facts(parsed.content, example["key_facts"])
             row["answer"] = answer[:300]

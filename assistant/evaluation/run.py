@@ -36,7 +36,7 @@ def perplexities(loaded, data_dir: Path, seq_len: int = 256, windows: int = 32) 
 
 def evaluate_model(path: str, *, data_dir: Path, heldout: list[dict] | None, heldout_limit: int | None,
                    tasks_limit: int | None, sandbox_settings: Any, run_e2e: bool = True,
-                   log: Callable[[str], None] = lambda s: None, copy_bias: float | None = None) -> dict[str, Any]:
+                   log: Callable[[str], None] = lambda s: None, decoding: dict[str, float] | None = None) -> dict[str, Any]:
     from assistant.evaluation.heldout import evaluate_heldout
     from assistant.evaluation.tasks import run_tasks
     from assistant.runtime import load
@@ -49,12 +49,11 @@ def evaluate_model(path: str, *, data_dir: Path, heldout: list[dict] | None, hel
                               "file_mb": round(Path(path).stat().st_size / 2**20, 2)}
     report["perplexity"] = perplexities(loaded, data_dir)
     if heldout is not None:
-        report["heldout"] = evaluate_heldout(loaded, heldout, heldout_limit, log=log, copy_bias=copy_bias)
+        report["heldout"] = evaluate_heldout(loaded, heldout, heldout_limit, log=log, decoding=decoding)
     if run_e2e:
-        report["e2e"] = run_tasks(loaded, sandbox_settings, tasks_limit, log=log,
-                                  agent_overrides=None if copy_bias is None else {"copy_bias": copy_bias})
-    if copy_bias is not None:
-        report["copy_bias"] = copy_bias
+        report["e2e"] = run_tasks(loaded, sandbox_settings, tasks_limit, log=log, agent_overrides=decoding)
+    if decoding:
+        report["decoding"] = decoding
     report["seconds"] = round(time.time() - started, 1)
     return report
 
@@ -105,12 +104,12 @@ def _has(report: dict, row: str) -> bool:
 
 def evaluate(models: list[str], *, data_dir: Path, heldout_path: Path | None, heldout_limit: int | None,
              tasks_limit: int | None, sandbox_settings: Any, run_e2e: bool = True,
-             log: Callable[[str], None] = lambda s: None, copy_bias: float | None = None) -> dict[str, Any]:
+             log: Callable[[str], None] = lambda s: None, decoding: dict[str, float] | None = None) -> dict[str, Any]:
     from trainer.data.tool_calling import read_examples
 
     heldout = read_examples(heldout_path) if heldout_path is not None else None
     reports = [evaluate_model(m, data_dir=data_dir, heldout=heldout, heldout_limit=heldout_limit, tasks_limit=tasks_limit,
-                              sandbox_settings=sandbox_settings, run_e2e=run_e2e, log=log, copy_bias=copy_bias)
+                              sandbox_settings=sandbox_settings, run_e2e=run_e2e, log=log, decoding=decoding)
                for m in models]
     return {"eval_set_version": EVAL_SET_VERSION, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

@@ -19,10 +19,16 @@ single-byte tokens), the call goes on unconstrained and a note says so.
 
 Copying from the conversation (``copy_bias``, off unless given): inside an argument's string value,
 the tokens among the model's ``COPY_TOP_K`` likeliest that continue a span of the conversation's
-source text (the user's request and the tool results of this turn: the file names, function names,
-expressions and queries arguments are usually made of) get ``copy_bias`` added to their logits. It
-is a soft preference, in the spirit of pointer/copy mechanisms: a model sure of another value keeps
-it, a small model that half-remembers a path from training is pulled to the one the user wrote.
+source text (the user's request and the tool results of this turn: the file names, function
+names, expressions and queries arguments are usually made of) get ``copy_bias`` added to their
+logits. A token may also start a new span at a word boundary. It is a soft
+preference, in the spirit of pointer/copy mechanisms: a model sure of another value keeps it, a
+small model that half-remembers a path from training is pulled to the one the user wrote.
+
+The same bias (``answer_copy_bias``) applies to the text of an answer written after tool results,
+once the answer has begun (so it never sways the choice between answering and calling a tool), with
+the results' values as plain text for the source: an answer that quotes a file's first line, a
+test's name or a printed value is pulled toward the exact bytes the tool returned.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ _NUMBER_PREFIX_RE = re.compile(rb"-|-?(0|[1-9][0-9]*)(\.|\.[0-9]+[eE][+-]?|[eE][
 # the first byte a top-level argument's value may start with, by its schema type
 COPY_TOP_K = 40  # the likeliest tokens considered for the copy bias
 COPY_MAX_SPAN = 64  # how far back the value is matched against the source
+COPY_MIN_BYTES = 3  # a copied span is at least this long (single letters do not start a copy)
+_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _TYPE_STARTS = {"string": b'"', "integer": b"-0123456789", "number": b"-0123456789", "boolean": b"tf",
                 "array": b"[", "object": b"{", "null": b"n"}
 
@@ -341,6 +349,16 @@ class JsonArguments:
         return False  # done: nothing more
 
 
+def _at_word_start(source: bytes, text: bytes) -> bool:
+    """Does ``text`` occur in ``source`` where a word starts (not inside one, as 'ute' in 'execute')?"""
+    i = source.find(text)
+    while i >= 0:
+        if i == 0 or source[i - 1] not in _WORD_BYTES or text[0] not in _WORD_BYTES:
+            return True
+        i = source.find(text, i + 1)
+    return False
+
+
 # ---- the constraint ---------------------------------------------------------------------------
 
 
@@ -352,11 +370,16 @@ class ToolCallConstraint:
     """
 
     def __init__(self, tokenizer, tools: Sequence[Mapping[str, Any]], vocab_size: int,
-                 copy_source: Sequence[str] = (), copy_bias: float = 0.0) -> None:
+                 copy_source: Sequence[str] = (), copy_bias: float = 0.0,
+                 answer_source: Sequence[str] = (), answer_copy_bias: float = 0.0) -> None:
         self.vocab = vocab_bytes(tokenizer, vocab_size)
         # texts arguments may copy from, as they read inside a JSON string; NUL keeps spans apart
         self.copy_source = b"\0".join(json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_source if t)
         self.copy_bias = copy_bias if self.copy_source else 0.0
+        # texts an answer may quote, as plain text (tool results' values, the request)
+        self.answer_source = b"\0".join(t.encode() for t in answer_source if t)
+        self.answer_copy_bias = answer_copy_bias if self.answer_source else 0.0
+        self.answer_text = b""  # the reply's plain text so far (outside a call)
         self.args_text = b""  # the call's bytes after the header
         self.call_id = tokenizer.token_to_id(TOOL_CALL)
         self.end_id = tokenizer.token_to_id(END)
@@ -457,22 +480,45 @@ class ToolCallConstraint:
         value = self._string_value()
         if value is None or not self.copy_bias:
             return logits
-        source = self.copy_source
-        tail = value[-COPY_MAX_SPAN:]
+        return self._boost(logits, value, self.copy_source, self.copy_bias, lambda piece: piece.split(b'"', 1)[0])
+
+    def answer_boost(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` with ``answer_copy_bias`` added to the likely tokens that quote a tool result."""
+        if not self.answer_copy_bias or not self.answer_text:
+            return logits
+        return self._boost(logits, self.answer_text, self.answer_source, self.answer_copy_bias, lambda piece: piece)
+
+    def _boost(self, logits: torch.Tensor, written: bytes, source: bytes, bias: float,
+               inside: Callable[[bytes], bytes]) -> torch.Tensor:
+        """Add ``bias`` to those of the ``COPY_TOP_K`` likeliest tokens whose text (``inside(piece)``)
+        continues the longest span of ``source`` that ``written`` ends with, or starts a new span at
+        a word boundary (after a space or punctuation) that ``written`` does not hold yet (no loops
+        re-copying the same word); either way the copied span is at least ``COPY_MIN_BYTES`` long."""
+        tail = written[-COPY_MAX_SPAN:]
         matched = next((len(tail) - k for k in range(len(tail) + 1) if tail[k:] in source), 0)
+        span = tail[len(tail) - matched:]
+        at_boundary = not tail or tail[-1] not in _WORD_BYTES
         boosted = []
         for token in torch.topk(logits, min(COPY_TOP_K, logits.numel())).indices.tolist():
             piece = self.vocab.pieces[token] if token < len(self.vocab.pieces) else None
-            inside = piece.split(b'"', 1)[0] if piece else b""  # the part that stays in the string
-            if inside and matched + len(inside) >= 3 and tail[len(tail) - matched:] + inside in source:
+            text = inside(piece) if piece else b""
+            if not text:
+                continue
+            continues = matched and matched + len(text) >= COPY_MIN_BYTES and span + text in source
+            core = text.lstrip(b" ")  # a space before a new span separates it from the text before
+            starts = ((at_boundary or text[:1] == b" ") and len(core) >= COPY_MIN_BYTES and core not in written
+                      and _at_word_start(source, core))
+            if continues or starts:
                 boosted.append(token)
         if not boosted:
             return logits
         logits = logits.clone()
-        logits[boosted] += self.copy_bias
+        logits[boosted] += bias
         return logits
 
     def choose(self, logits: torch.Tensor, sample: Callable[[torch.Tensor], int]) -> int:
+        if not self.active and self.answer_copy_bias:
+            return sample(self.answer_boost(logits))
         if not self.active or self.disabled:
             return sample(logits)
         if self.copy_bias and self.arguments is not None and not self.arguments.done:
@@ -495,6 +541,8 @@ class ToolCallConstraint:
         if not self.active:
             if token == self.call_id:
                 self.active = True
+            elif token < len(self.vocab.pieces) and self.vocab.pieces[token] is not None:
+                self.answer_text += self.vocab.pieces[token]
             return
         if token == self.end_id or self.vocab.pieces[token] is None:
             self.disabled = True  # the call ended (or the constraint was bypassed)

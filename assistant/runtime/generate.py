@@ -17,6 +17,7 @@ string), ``length`` (max_new_tokens), ``context`` (the context window is full), 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +34,8 @@ from trainer.decode import DecodeTimes, SamplingParams, decode_tokens
 # logit bonus inside a tool call's string arguments for text copied from the request or the tool results
 # (assistant/runtime/constrain.py); chosen on the stage-3 validation conversations (docs/RUNTIME.md)
 DEFAULT_COPY_BIAS = 3.0
+# the same bonus for an answer's text that quotes this turn's tool results (once the answer has begun)
+DEFAULT_ANSWER_COPY_BIAS = 3.0
 
 
 @dataclass
@@ -49,6 +52,8 @@ class GenerationConfig:
     constrain_tool_calls: bool = True  # stream_chat with tools: a call can only name an offered tool, in valid JSON
     # stream_chat with tools: logit bonus for argument text that copies the request or this turn's tool results
     copy_bias: float = DEFAULT_COPY_BIAS
+    # stream_chat with tools: the same for answer text that quotes this turn's tool results
+    answer_copy_bias: float = DEFAULT_ANSWER_COPY_BIAS
 
     def sampling(self) -> SamplingParams:
         try:
@@ -119,16 +124,53 @@ def stream_chat(loaded: LoadedModel, messages: Sequence[Mapping[str, Any]], conf
         from assistant.runtime.constrain import ToolCallConstraint
 
         constraint = ToolCallConstraint(loaded.tokenizer, tools, loaded.config.vocab_size,
-                                        copy_source=copy_sources(messages), copy_bias=config.copy_bias)
+                                        copy_source=copy_sources(messages), copy_bias=config.copy_bias,
+                                        answer_source=answer_sources(messages), answer_copy_bias=config.answer_copy_bias)
     return _run(loaded, fitted, config, cancel, window, constraint)
 
 
 def copy_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What a tool call's arguments may copy from: the last user message and the tool results after it."""
+    """What a tool call's arguments may copy from: the last user message and the tool results after it.
+
+    (Not the project summary in the system message: its paths, ``shop/cart.py``, pulled module
+    names in code toward ``shop/cart`` instead of ``shop.cart``.)"""
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
     if last_user is None:
         return []
     return [str(m.get("content") or "") for m in messages[last_user:] if m.get("role") in ("user", "tool")]
+
+
+def answer_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What an answer may quote: the values in this turn's tool results, as plain text, and the
+    request; nothing when no tool has answered since the last user message."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return []
+    results = [str(m.get("content") or "") for m in messages[last_user:] if m.get("role") == "tool"]
+    if not results:
+        return []
+    return [str(messages[last_user].get("content") or "")] + [value for r in results for value in _plain_values(r)]
+
+
+def _plain_values(result: str) -> list[str]:
+    """The string and number values of a JSON tool result (the result itself if it is not JSON)."""
+    try:
+        node = json.loads(result)
+    except ValueError:
+        return [result]
+    values: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            values.append(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            values.append(str(item))
+    return values
 
 
 def generate(loaded: LoadedModel, prompt: str | Sequence[int], config: GenerationConfig | None = None) -> Finished:

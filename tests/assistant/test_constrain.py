@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from assistant.runtime import GenerationConfig, load, stream_chat
-from assistant.runtime.constrain import JsonArguments, ToolCallConstraint
+from assistant.runtime.constrain import JsonArguments, ToolCallConstraint, VocabBytes
 from sandbox.tools import tool_schemas
 from tests.assistant.conftest import write_checkpoint
 from trainer.data.chat_format import TOOL_CALL, ToolCall, ToolCallError, parse_reply, render
@@ -275,12 +275,60 @@ def test_copy_bias_pulls_string_arguments_toward_the_request(tokenizer):
     assert torch.equal(elsewhere.copy_boost(logits), logits)
 
 
+def test_a_copy_may_start_at_a_word_boundary_but_not_inside_a_word(tokenizer):
+    """After text the request does not hold (``import``), a token that starts a word of the request
+    (a space, then letters) is pulled up; one that would start a copy inside a word is not."""
+    pieces = VocabBytes(tokenizer, tokenizer.vocab_size).pieces
+    word = next(t for t, p in enumerate(pieces) if p and p[:1] == b" " and p[1:].isalpha() and len(p) >= 5)
+    inside = next(t for t, p in enumerate(pieces) if p and p.isalpha() and p.islower() and len(p) >= 3
+                  and p not in pieces[word] and p not in b"callnow")
+    request = "call" + pieces[word].decode() + "_thing now, zz" + pieces[inside].decode()
+    constraint = _constraint_inside_a_path(tokenizer, request, 4.0, "from import")
+    logits = torch.full((tokenizer.vocab_size,), -10.0)
+    logits[word], logits[inside] = 0.0, 0.5
+    boosted = constraint.copy_boost(logits)
+    assert boosted[word] == 4.0 and boosted[inside] == 0.5
+    # a word the value already holds is not started again (no loops such as 'helpers.helpers.helpers')
+    again = _constraint_inside_a_path(tokenizer, request, 4.0, "from" + pieces[word].decode() + " import")
+    assert again.copy_boost(logits)[word] == 0.0
+
+
+def _answering(tokenizer, sources: list[str], bias: float) -> ToolCallConstraint:
+    return ToolCallConstraint(tokenizer, offered_tools(), tokenizer.vocab_size, answer_source=sources, answer_copy_bias=bias)
+
+
+def test_an_answer_leans_to_quoting_the_tool_result_once_it_has_begun(tokenizer):
+    """Before the first token of the answer nothing moves (answering or calling a tool is the model's
+    choice); once it has begun, tokens that continue a span of the result gain the bias."""
+    result = '"""Leap years and month lengths."""'
+    constraint = _answering(tokenizer, [result], 4.0)
+    pieces = constraint.vocab.pieces
+    logits = torch.zeros(tokenizer.vocab_size)
+    logits[3] = 1.0
+    assert torch.equal(constraint.answer_boost(logits), logits)
+    for token in tokenizer.encode('The first line: """Leap years and'):
+        constraint.advance(token)
+    quote = next(t for t in range(tokenizer.vocab_size) if pieces[t] and len(pieces[t]) >= 2
+                 and b"and" + pieces[t] in result.encode())  # e.g. " month"
+    other = next(t for t in range(tokenizer.vocab_size) if pieces[t] and len(pieces[t]) >= 3 and pieces[t] not in result.encode())
+    logits = torch.full((tokenizer.vocab_size,), -10.0)
+    logits[other], logits[quote] = 2.0, 0.0
+    boosted = constraint.answer_boost(logits)
+    assert boosted[quote] == 4.0 and boosted[other] == 2.0
+    assert constraint.choose(logits, lambda lg: int(lg.argmax())) == quote
+    assert torch.equal(_answering(tokenizer, [result], 0.0).answer_boost(logits), logits)  # off
+
+
 def test_copy_sources_are_the_request_and_this_turns_tool_results():
-    from assistant.runtime.generate import copy_sources
+    from assistant.runtime.generate import answer_sources, copy_sources
 
     messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "old request"},
                 {"role": "assistant", "content": "old answer"}, {"role": "user", "content": "read a.py"},
                 {"role": "assistant", "content": "", "tool_call": {"name": "read_file", "arguments": {"path": "a.py"}}},
-                {"role": "tool", "content": '{"content": "import b"}'}]
-    assert copy_sources(messages) == ["read a.py", '{"content": "import b"}']
+                {"role": "tool", "content": '{"content": "import b", "total_lines": 1, "ok": true}'}]
+    assert copy_sources(messages) == ["read a.py", '{"content": "import b", "total_lines": 1, "ok": true}']
     assert copy_sources([{"role": "system", "content": "sys"}]) == []
+    # an answer quotes the result's values as plain text (and the request); nothing before a result
+    assert answer_sources(messages) == ["read a.py", "import b", "1"]
+    assert answer_sources(messages[:4]) == []
+    assert answer_sources([*messages[:5], {"role": "tool", "content": "not json"}]) == ["read a.py", "not json"]
