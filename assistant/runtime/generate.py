@@ -30,7 +30,6 @@ from assistant.runtime.text import IncrementalDetokenizer, StopStringFilter
 from common.errors import UsageError
 from trainer.decode import DecodeTimes, SamplingParams, decode_tokens
 
-
 # logit bonus inside a tool call's string arguments for text copied from the request or the tool results
 # (assistant/runtime/constrain.py); chosen on the stage-3 validation conversations (docs/RUNTIME.md)
 DEFAULT_COPY_BIAS = 3.0
@@ -129,48 +128,48 @@ def stream_chat(loaded: LoadedModel, messages: Sequence[Mapping[str, Any]], conf
     return _run(loaded, fitted, config, cancel, window, constraint)
 
 
+def _this_turn(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The last user message and everything after it (empty without a user message)."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    return [] if last_user is None else list(messages[last_user:])
+
+
 def copy_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     """What a tool call's arguments may copy from: the last user message and the tool results after it.
 
     (Not the project summary in the system message: its paths, ``shop/cart.py``, pulled module
     names in code toward ``shop/cart`` instead of ``shop.cart``.)"""
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-    if last_user is None:
-        return []
-    return [str(m.get("content") or "") for m in messages[last_user:] if m.get("role") in ("user", "tool")]
+    return [str(m.get("content") or "") for m in _this_turn(messages) if m.get("role") in ("user", "tool")]
 
 
 def answer_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     """What an answer may quote: the values in this turn's tool results, as plain text, and the
     request; nothing when no tool has answered since the last user message."""
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-    if last_user is None:
-        return []
-    results = [str(m.get("content") or "") for m in messages[last_user:] if m.get("role") == "tool"]
+    turn = _this_turn(messages)
+    results = [str(m.get("content") or "") for m in turn if m.get("role") == "tool"]
     if not results:
         return []
-    return [str(messages[last_user].get("content") or "")] + [value for r in results for value in _plain_values(r)]
+    return [str(turn[0].get("content") or "")] + [value for r in results for value in _plain_values(r)]
 
 
 def _plain_values(result: str) -> list[str]:
-    """The string and number values of a JSON tool result (the result itself if it is not JSON)."""
+    """The string and number values of a JSON tool result, in order (the result itself if it is not JSON)."""
     try:
-        node = json.loads(result)
+        return list(_leaves(json.loads(result)))
     except ValueError:
         return [result]
-    values: list[str] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, str):
-            values.append(item)
-        elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            values.append(str(item))
-    return values
+
+
+def _leaves(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            yield from _leaves(item)
+    elif isinstance(node, str):
+        yield node
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield str(node)
 
 
 def generate(loaded: LoadedModel, prompt: str | Sequence[int], config: GenerationConfig | None = None) -> Finished:
