@@ -83,7 +83,8 @@ def run(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         command += ["--", args["path"]]
     line = f"mkdir -p {shlex.quote(sandbox.scratch)}/.assistant && " + shlex.join(command)
     result = sandbox.run(line, "bash", timeout=args.get("timeout"))
-    tail = result.stdout[-2000:]
+    # pytest's line about our own report file is noise to the reader (and a path it might chase)
+    tail = "".join(line for line in result.stdout.splitlines(keepends=True) if report not in line)[-2000:]
     if result.refused:
         return failure("run_tests", result.stderr)
     if result.timed_out:

@@ -41,6 +41,7 @@ def test_run_tests_counts_and_failing_tracebacks(ctx, sample_project, snapshot):
     assert "ZeroDivisionError" in zero["message"] + zero["traceback"]
     assert "calc/ops.py:6" in zero["traceback"] and zero["line"] == 9
     assert "assert 4 == 5" in failures["tests/test_ops.py::test_add_wrong"]["traceback"]
+    assert "test_add_wrong" in result.data["output_tail"] and "junit" not in result.data["output_tail"]  # our report file is ours
     only = call_tool("run_tests", {"path": "tests/test_ops.py", "keyword": "test_add and not wrong"}, ctx)
     assert only.ok and only.data["counts"]["passed"] == 1 and only.data["counts"]["total"] == 1
     assert snapshot(sample_project) == before  # no cache, no __pycache__, no report in the project
