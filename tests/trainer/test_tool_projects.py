@@ -37,6 +37,17 @@ def test_projects_use_both_pools_and_their_tests_name_each_function(tmp_path):
     names = [f.name for p in projects for f in p.functions]
     assert any(n in pool for n in names) and any(n not in pool for n in names)
     for project in projects:
-        tests = (project.root / project.test_file).read_text()
+        tests = "".join((project.root / path).read_text() for path in project.test_files)
         assert all(f"def test_{f.name}()" in tests for f in project.functions)
         assert len({f.name for f in project.functions}) == len(project.functions)
+        for function in project.functions:  # the recorded line is the def's line
+            lines = (project.root / function.path).read_text().splitlines()
+            assert lines[function.line - 1].startswith(f"def {function.name}("), function
+
+
+def test_layouts_vary_so_counts_and_modules_must_be_read(tmp_path):
+    projects = build_projects(tmp_path, "train", 24, seed=3)
+    python_files = {sum(f.endswith(".py") for f in p.files()) for p in projects}
+    modules = {len(p.module_paths()) for p in projects}
+    assert len(python_files) >= 4 and modules == {1, 2, 3}
+    assert any(not p.stdlib_files for p in projects) and any(len(p.stdlib_files) >= 2 for p in projects)

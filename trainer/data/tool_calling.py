@@ -14,6 +14,7 @@ by a stable hash, so no held-out phrasing or argument value occurs in training
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -32,7 +33,7 @@ TOOLS_STYLE = "compact"
 _RUN_ID = re.compile(r"(/scratch/\.assistant/[a-z]+-)[0-9a-f]{6,}")
 _ELAPSED = re.compile(r"(\bin )\d+\.\d+s\b")
 RESULT_STRING_LIMIT = 400  # characters kept of each long string field of a tool result
-DATASET_VERSION = 3
+DATASET_VERSION = 4
 TRAIN_PROJECTS, HELDOUT_PROJECTS = 48, 8  # sample projects per split (many, so no project's files are memorised)
 
 
@@ -176,6 +177,12 @@ def _vary(text: str, rng: random.Random) -> str:
     return text
 
 
+def _request(template: str, rng: random.Random, **values: Any) -> str:
+    """A request from a template: the slips (typos, lower case) touch the template's words only,
+    never the values put into it (code, names, paths), which the call must then copy exactly."""
+    return _vary(template, rng).format(**values)
+
+
 def _pick_template(templates: list[str], split: str, rng: random.Random) -> str:
     """Templates are split by position: every fourth one is held out."""
     usable = [t for i, t in enumerate(templates) if (i % 4 == 3) == (split == "heldout")]
@@ -234,7 +241,7 @@ def _expressions(rng: random.Random, split: str) -> tuple[str, str]:
 def family_execute_python(runner, project, rng, split):
     expr, code = _expressions(rng, split)
     template = _pick_template(PY_TEMPLATES, split, rng)
-    request = _vary(template.format(expr=expr), rng)
+    request = _request(template, rng, expr=expr)
     b = Builder(runner, project, request)
     result = b.call("execute_python", {"code": code})
     out = (result.get("stdout") or "").strip()
@@ -272,13 +279,13 @@ def family_execute_bash(runner, project, rng, split):
     index = rng.choice([0, 3, 4] if split == "heldout" else range(len(BASH_TASKS)))
     templates, make, answer = BASH_TASKS[index]
     template = _pick_template(templates, split, rng)
-    file = rng.choice([project.functions[0].path, *project.stdlib_files] + ([project.test_file] if split == "train" else []))
+    file = rng.choice([*project.module_paths(), *project.stdlib_files] + (project.test_files if split == "train" else []))
     n = rng.choice([m for m in range(2, 9)])
     if index == 3:
         command = f"head -n {n} {file}"
     else:
         command = make(project, file)
-    request = _vary(template.format(file=file, n=n), rng)
+    request = _request(template, rng, file=file, n=n)
     b = Builder(runner, project, request)
     result = b.call("execute_bash", {"command": command})
     out = (result.get("stdout") or "").strip()
@@ -297,7 +304,9 @@ TEST_TEMPLATES = [
     "Run the tests.", "Run the tests and tell me which fail.", "Do the tests pass?", "Can you run the test suite?",
     "run pytest", "Are there failing tests?", "Check whether the tests are green.", "Execute the project's tests.",
     "Please run all tests and summarise.", "Which tests are broken?", "test everything and report back",
-    "How many tests pass right now?",
+    "How many tests pass right now?", "How many tests pass?", "how many tests are failing", "Count the passing tests.",
+    "What's the test status?", "Run pytest and give me the counts.", "Are all the tests passing?", "Tell me how many tests fail.",
+    "check the test results",
 ]
 
 
@@ -316,7 +325,7 @@ def _test_summary(result: dict) -> tuple[str, list[str]]:
 
 def family_run_tests(runner, project, rng, split):
     template = _pick_template(TEST_TEMPLATES, split, rng)
-    b = Builder(runner, project, _vary(template, rng))
+    b = Builder(runner, project, _request(template, rng))
     args = {} if rng.random() < 0.7 or split == "heldout" else {"path": project.test_file}
     result = b.call("run_tests", args)
     if "counts" not in result:
@@ -329,13 +338,15 @@ def family_run_tests(runner, project, rng, split):
 ANALYZE_TEMPLATES = [
     "Analyze {file} for problems.", "Lint {file}.", "Any issues in {file}?", "Check {file} for bugs and style problems.",
     "Run static analysis on {file}.", "Is {file} clean?", "review {file} with the linters", "What does the linter say about {file}?",
+    "Check the code quality of {file}.", "any lint warnings in {file}?", "Static checks for {file}, please.",
+    "Look for problems in {file}.",
 ]
 
 
 def family_analyze_code(runner, project, rng, split):
     template = _pick_template(ANALYZE_TEMPLATES, split, rng)
-    file = rng.choice([*project.stdlib_files, project.functions[0].path])
-    b = Builder(runner, project, _vary(template.format(file=file), rng))
+    file = rng.choice([*project.stdlib_files, *project.module_paths()])
+    b = Builder(runner, project, _request(template, rng, file=file))
     result = b.call("analyze_code", {"path": file})
     if not result.get("ok"):
         return None
@@ -358,11 +369,20 @@ DEBUG_SNIPPETS = [
     ("import math\nprint(math.sqrt(-{a}))", "ValueError"),
     ("x = None\nprint(x.{w}())", "AttributeError"),
     ("print(undefined_{w} + {a})", "NameError"),
+    ("print([{a}, {b}][{c}])", "IndexError"),
+    ("print(int('{w}'))", "ValueError"),
+    ("print(len('{w}')", "SyntaxError"),
+    ("if {a} > {b}\n    print('{w}')", "SyntaxError"),
+    ("values = [{a}, {b}\nprint(values)", "SyntaxError"),
+    ("def {w}():\nreturn {a}", "IndentationError"),
+    ("counts = {{'{w}': {a}}}\ncounts['{w}'] += '{w2}'", "TypeError"),
 ]
 DEBUG_TEMPLATES = [
     "Why does this crash?\n{code}", "Debug this code:\n{code}", "This fails, what's wrong?\n{code}",
     "Find the bug:\n{code}", "help, error when running:\n{code}", "What error does this raise?\n{code}",
     "Can you diagnose this snippet?\n{code}", "why doesnt this work\n{code}",
+    "What goes wrong here?\n{code}", "Explain the error in:\n{code}", "Run this and tell me the error:\n{code}",
+    "Is there a bug in this?\n{code}",
 ]
 
 
@@ -373,7 +393,7 @@ def family_debug_code(runner, project, rng, split):
     w1, w2 = rng.sample(w, 2)
     code = shape.format(a=a, b=b, c=rng.randrange(2, 9), w=w1, w2=w2)
     template = _pick_template(DEBUG_TEMPLATES, split, rng)
-    bld = Builder(runner, project, _vary(template.format(code=code), rng))
+    bld = Builder(runner, project, _request(template, rng, code=code))
     result = bld.call("debug_code", {"code": code})
     exc = result.get("exception") or {}
     if not exc:
@@ -395,6 +415,7 @@ DOC_QUERIES = ["json.dumps", "json.loads", "os.path.join", "os.listdir", "pathli
 DOC_TEMPLATES = [
     "What does {q} do?", "Look up the docs for {q}.", "How do I use {q}?", "Show me the signature of {q}.",
     "docs for {q} please", "Explain {q} from the Python docs.", "What arguments does {q} take?", "search the documentation for {q}",
+    "Find the documentation of {q}.", "what is {q} for", "Describe {q}.", "Give me the docs of {q}.",
 ]
 
 
@@ -402,7 +423,7 @@ def family_search_docs(runner, project, rng, split):
     queries = [q for q in DOC_QUERIES if _split_of(q, "docs") == split]
     query = rng.choice(queries)
     template = _pick_template(DOC_TEMPLATES, split, rng)
-    b = Builder(runner, project, _vary(template.format(q=query), rng))
+    b = Builder(runner, project, _request(template, rng, q=query))
     result = b.call("search_docs", {"query": query})
     hits = result.get("results") or []
     leaf = query.rsplit(".", 1)[-1]
@@ -418,15 +439,16 @@ def family_search_docs(runner, project, rng, split):
 READ_TEMPLATES = [
     "Show me {file}.", "What's in {file}?", "Open {file}.", "Read {file} for me.", "cat {file}",
     "Can I see the contents of {file}?", "Print {file}.", "display {file}",
+    "Show me the code in {file}.", "read {file} please", "What does {file} contain?", "Let me see {file}.",
 ]
 
 
 def family_read_file(runner, project, rng, split):
-    shared = [project.test_file, "README.md"] if split == "train" else []  # paths every project has
-    file = rng.choice([project.functions[0].path, *shared, *project.stdlib_files])
+    shared = [*project.test_files, "README.md"] if split == "train" else []  # paths every project has
+    file = rng.choice([*project.module_paths(), *shared, *project.stdlib_files])
     template = _pick_template(READ_TEMPLATES, split, rng)
-    b = Builder(runner, project, _vary(template.format(file=file), rng))
-    args = {"path": file} if file.endswith(".md") or "vendor" not in file else {"path": file, "max_lines": 40}
+    b = Builder(runner, project, _request(template, rng, file=file))
+    args = {"path": file, "max_lines": 40} if file in project.stdlib_files else {"path": file}
     result = b.call("read_file", args)
     if not result.get("ok"):
         return None
@@ -445,18 +467,21 @@ def family_read_file(runner, project, rng, split):
 LIST_TEMPLATES = [
     "What files are in this project?", "List the files.", "Show me the project layout.", "ls the repo",
     "Which files are under {dir}?", "List the files in {dir}.", "What is in the {dir} folder?", "show the python files",
+    "Which files does this repo have?", "list everything in the project", "Show all files.", "What's in {dir}?",
+    "Files under {dir}, please.", "Give me the file list.", "show me the tree", "What does {dir} contain?",
 ]
 
 
 def family_list_files(runner, project, rng, split):
     template = _pick_template(LIST_TEMPLATES, split, rng)
-    directory = rng.choice([project.package, "tests", "vendor"] if split == "train" else [project.package])
+    directory = rng.choice([project.package, "tests", *(["vendor"] if project.stdlib_files else [])] if split == "train"
+                           else [project.package])
     args: dict = {}
     if "{dir}" in template:
         args = {"path": directory}
     elif "python" in template:
         args = {"pattern": "*.py"}
-    b = Builder(runner, project, _vary(template.format(dir=directory), rng))
+    b = Builder(runner, project, _request(template, rng, dir=directory))
     result = b.call("list_files", args)
     files = result.get("files") or []
     if not files:
@@ -468,11 +493,12 @@ def family_list_files(runner, project, rng, split):
 SEARCH_TEMPLATES = [
     "Where is {name} defined?", "Find the definition of {name}.", "Which file has {name}?", "search the code for {name}",
     "Locate the function {name}.", "In which file is {name} implemented?", "where's {name}", "Find {name} in the codebase.",
+    "Where can I find {name}?", "which module defines {name}", "Show me where {name} lives.", "Where is the code for {name}?",
 ]
 
 
 def family_search_code(runner, project, rng, split):
-    if rng.random() < 0.6:
+    if rng.random() < 0.6 or not project.stdlib_files:
         fn = rng.choice(project.functions)
         name = fn.name
     else:
@@ -482,7 +508,7 @@ def family_search_code(runner, project, rng, split):
             return None
         name = rng.choice(names)[0]
     template = _pick_template(SEARCH_TEMPLATES, split, rng)
-    b = Builder(runner, project, _vary(template.format(name=name), rng))
+    b = Builder(runner, project, _request(template, rng, name=name))
     pattern = f"(def|class) {name}\\b"
     result = b.call("search_code", {"pattern": pattern})
     matches = result.get("matches") or []
@@ -497,25 +523,45 @@ CALL_TEMPLATES = [
     "What does {fn}({args}) return?", "Call {fn} with {args} and tell me the result.", "what is {fn}({args})",
     "Try {fn}({args}) from {module}.", "Evaluate {fn}({args}) using the project code.", "Give me the output of {fn}({args}).",
     "run {fn}({args})", "What do I get from {fn}({args})?",
+    "What is the result of {fn}({args})?", "call {fn}({args})", "Tell me what {fn}({args}) returns.",
+    "Check the value of {fn}({args}).",
 ]
-CALL_ARGS = {
-    "add": lambda r, n: f"{r.choice(n)}, {r.choice(n)}", "clamp": lambda r, n: f"{r.choice(n)}, 10, 200",
-    "word_count": lambda r, n: repr(" ".join(r.sample(WORDS, r.randrange(2, 5)))),
-    "is_palindrome": lambda r, n: repr(r.choice(["Racecar", "Noon", "Stats", "python", "level", "Madam", "kayak", "rocket"])),
-    "celsius_to_fahrenheit": lambda r, n: str(r.choice(n)), "median": lambda r, n: str(r.sample(n, 3)),
-    "factorial": lambda r, n: str(r.choice(n) % 12), "slugify": lambda r, n: repr(" ".join(r.sample(WORDS, 3)).title()),
-    "fizzbuzz": lambda r, n: str(r.choice(n)), "average": lambda r, n: str(r.sample(n, 4)),
-    "reverse_words": lambda r, n: repr(" ".join(r.sample(WORDS, 3))), "count_vowels": lambda r, n: repr(r.choice(WORDS)),
-    "is_even": lambda r, n: str(r.choice(n)), "gcd": lambda r, n: f"{r.choice(n)}, {r.choice(n)}",
+# base name -> arguments as the user would type them: (rng, numbers, words) of the split's pools
+CALL_ARGS: dict[str, Callable[[random.Random, list[int], list[str]], str]] = {
+    "add": lambda r, n, w: f"{r.choice(n)}, {r.choice(n)}", "clamp": lambda r, n, w: f"{r.choice(n)}, 10, 200",
+    "word_count": lambda r, n, w: repr(" ".join(r.sample(w, r.randrange(2, 5)))),
+    "is_palindrome": lambda r, n, w: repr(r.choice(["Racecar", "Noon", "Stats", "python", "level", "Madam", "kayak", *w])),
+    "celsius_to_fahrenheit": lambda r, n, w: str(r.choice(n)), "median": lambda r, n, w: str(r.sample(n, 3)),
+    "factorial": lambda r, n, w: str(r.choice(n) % 12), "slugify": lambda r, n, w: repr(" ".join(r.sample(w, 3)).title()),
+    "fizzbuzz": lambda r, n, w: str(r.choice(n)), "average": lambda r, n, w: str(r.sample(n, 4)),
+    "reverse_words": lambda r, n, w: repr(" ".join(r.sample(w, 3))), "count_vowels": lambda r, n, w: repr(r.choice(w)),
+    "is_even": lambda r, n, w: str(r.choice(n)), "gcd": lambda r, n, w: f"{r.choice(n)}, {r.choice(n)}",
+    "initials": lambda r, n, w: repr(" ".join(r.sample(w, 3))),
+    "repeat_text": lambda r, n, w: f"{r.choice(w)!r}, {r.choice(n) % 4 + 2}",
+    "squares": lambda r, n, w: str(r.sample(n, r.randrange(2, 5))), "letter_counts": lambda r, n, w: repr(r.choice(w)),
+    "digit_sum": lambda r, n, w: str(r.choice(n) * r.choice(n)), "is_prime": lambda r, n, w: str(r.choice(n)),
+    "zero_pad": lambda r, n, w: f"{r.choice(n)}, {r.randrange(4, 8)}", "largest": lambda r, n, w: str(r.sample(n, 4)),
+    "chunked": lambda r, n, w: f"{r.sample(n, r.randrange(4, 7))}, {r.randrange(2, 4)}",
+    "minutes_label": lambda r, n, w: str(r.choice(n) * 3),
+    "swap_case": lambda r, n, w: repr(r.choice(w).capitalize() + " " + r.choice(w).upper()),
+    "total_length": lambda r, n, w: str(r.sample(w, r.randrange(2, 4))),
+    "count_above": lambda r, n, w: f"{r.sample(n, 4)}, {r.choice(n)}", "first_sorted": lambda r, n, w: str(r.sample(w, 3)),
 }
+
+
+def _double_quoted(args: str) -> str:
+    """The same arguments with double-quoted strings, as many users type them."""
+    return args.replace("'", '"') if '"' not in args else args
 
 
 def family_call_function(runner, project, rng, split):
     fn = rng.choice(project.functions)
     base = FUNCTIONS[fn.pool_index]["names"][0]
-    args = CALL_ARGS[base](rng, _number_pool(split))
+    args = CALL_ARGS[base](rng, _number_pool(split), _word_pool(split))
+    if rng.random() < 0.3:
+        args = _double_quoted(args)
     template = _pick_template(CALL_TEMPLATES, split, rng)
-    b = Builder(runner, project, _vary(template.format(fn=fn.name, args=args, module=fn.module), rng))
+    b = Builder(runner, project, _request(template, rng, fn=fn.name, args=args, module=fn.module))
     # execute_python runs a file under /tmp, so the project (the working directory) goes on sys.path first
     code = f"import sys\nsys.path.insert(0, '.')\nfrom {fn.module} import {fn.name}\nprint({fn.name}({args}))"
     result = b.call("execute_python", {"code": code})
@@ -535,11 +581,16 @@ WRITE_TEMPLATES = [
 
 def family_write_file(runner, project, rng, split, scratch: Path):
     work = _fresh_copy(project, scratch, rng)
-    word = rng.choice(_word_pool(split))
-    file = rng.choice([f"notes/{word}.txt", f"{word}.md", f"docs/{word}_notes.txt", f"{word.upper()}.txt", f"{word.capitalize()}.md"])
-    content = f"{word} {rng.choice(_number_pool(split))}\n"
+    words = _word_pool(split)
+    word = rng.choice(words)
+    file = rng.choice([f"notes/{word}.txt", f"{word}.md", f"docs/{word}_notes.txt", f"{word.upper()}.txt", f"{word.capitalize()}.md",
+                       f"{word}_{rng.choice(words)}.txt", f"{word.upper()}_NOTES.md", f"todo/{word}.txt"])
+    number = rng.choice(_number_pool(split))
+    content = rng.choice([f"{word} {number}", " ".join(rng.sample(words, rng.randrange(2, 5))),
+                          f"{rng.choice(words)} {word} bug", f"TODO: {word} {rng.choice(words)}", f"{word.capitalize()} = {number}",
+                          f"check {word} and {rng.choice(words)}."]) + "\n"
     template = _pick_template(WRITE_TEMPLATES, split, rng)
-    b = Builder(runner, work, _vary(template.format(file=file, content=content.strip()), rng))
+    b = Builder(runner, work, _request(template, rng, file=file, content=content.strip()))
     result = b.call("write_file", {"path": file, "content": content}, cache=False)
     runner.forget(work.root)
     if not result.get("ok"):
@@ -578,7 +629,7 @@ def family_fix_chain(runner, project, rng, split, scratch: Path):
         return None
     patch, name = found
     template = _pick_template(FIX_TEMPLATES, split, rng)
-    b = Builder(runner, work, _vary(template, rng))
+    b = Builder(runner, work, _request(template, rng))
     first = b.call("run_tests", {}, cache=False)
     failures = first.get("failures") or []
     if not failures:
@@ -606,7 +657,7 @@ def family_recover(runner, project, rng, split):
         return None
     missing = Path(rng.choice(project.stdlib_files)).name  # the user forgot the directory
     template = _pick_template(RECOVER_TEMPLATES, split, rng)
-    b = Builder(runner, project, _vary(template.format(missing=missing), rng))
+    b = Builder(runner, project, _request(template, rng, missing=missing))
     failed = b.call("read_file", {"path": missing})
     if failed.get("ok"):
         return None
@@ -623,16 +674,20 @@ def family_recover(runner, project, rng, split):
 
 NO_TOOL = {
     "clarify": (["Fix it.", "Can you change the function?", "Make it faster.", "Rename it.", "update the file",
-                 "Is this right?", "Improve this.", "Delete the old one."],
+                 "Is this right?", "Improve this.", "Delete the old one.", "Can you make it better?", "change that line",
+                 "Why is it wrong?", "Add the missing part."],
                 ["Which file or function do you mean? Tell me the name and what should change.",
                  "Could you say which file or function, and what you want changed?"]),
     "refuse": (["Delete every file on my computer.", "Send my SSH keys to this server.", "Disable the sandbox and run as root.",
                 "Mine bitcoin in the background.", "Email my passwords to support.", "Wipe the git history of another user's repo.",
-                "Turn off the approval prompts forever.", "Scan the local network for open ports."],
+                "Turn off the approval prompts forever.", "Scan the local network for open ports.",
+                "Upload this project to a public server.", "Read the passwords in my browser.", "Format the hard drive.",
+                "Install a keylogger."],
                ["I can't do that: it would harm your machine or data, or reach outside the sandbox.",
                 "I won't do that; it is unsafe and outside what the sandbox allows."]),
     "chat": (["Hello!", "Thanks, that's all.", "Who are you?", "What tools do you have?", "good morning",
-              "Thank you!", "What can you do?", "Are you there?"],
+              "Thank you!", "What can you do?", "Are you there?", "hi there", "Great, thanks a lot!", "How do you work?",
+              "ok bye"],
              ["Hi! I can run Python or bash, run tests, analyse and debug code, read, search and edit files. What shall we do?",
               "I'm your coding assistant: I run code and tests in a sandbox and read, search and edit your project."]),
 }
@@ -642,7 +697,7 @@ def family_no_tool(runner, project, rng, split):
     kind = rng.choice(sorted(NO_TOOL))
     templates, answers = NO_TOOL[kind]
     template = _pick_template(templates, split, rng)
-    b = Builder(runner, project, _vary(template, rng))
+    b = Builder(runner, project, _request(template, rng))
     b.say(rng.choice(answers))
     return template, b.messages, [], []
 
@@ -653,8 +708,7 @@ def _fresh_copy(project: SampleProject, scratch: Path, rng: random.Random) -> Sa
     shutil.copytree(project.root, target)
     for path in [target, *target.rglob("*")]:
         path.chmod(0o777 if path.is_dir() else 0o666)
-    copy = SampleProject(project.name, target, project.package, project.functions, project.stdlib_files, project.test_file, project.bug)
-    return copy
+    return dataclasses.replace(project, root=target)
 
 
 # family name -> (weight, function, needs scratch)

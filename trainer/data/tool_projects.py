@@ -61,13 +61,57 @@ FUNCTIONS: list[dict] = [
          "tests": "def test_NAME():\n    assert NAME('one two three') == 'three two one'\n", "bug": ("reversed(sentence.split())", "sentence.split()")},
     {"names": ["count_vowels", "vowel_count", "num_vowels", "vowels_in", "tally_vowels"],
          "src": "def NAME(text):\n    return sum(1 for ch in text.lower() if ch in 'aeiou')\n",
-         "tests": "def test_NAME():\n    assert NAME('Banana') == 3\n    assert NAME('xyz') == 0\n", "bug": ("in 'aeiou'", "in 'aeio'")},
+         "tests": "def test_NAME():\n    assert NAME('Banana') == 3\n    assert NAME('tuba') == 2\n    assert NAME('xyz') == 0\n", "bug": ("in 'aeiou'", "in 'aeio'")},
     {"names": ["is_even", "even", "divisible_by_two", "check_even", "is_pair"],
          "src": "def NAME(n):\n    return n % 2 == 0\n",
          "tests": "def test_NAME():\n    assert NAME(4)\n    assert not NAME(7)\n", "bug": ("n % 2 == 0", "n % 2 == 1")},
     {"names": ["gcd", "greatest_divisor", "common_divisor", "hcf", "gcd_of"],
          "src": "def NAME(a, b):\n    while b:\n        a, b = b, a % b\n    return abs(a)\n",
          "tests": "def test_NAME():\n    assert NAME(12, 18) == 6\n    assert NAME(7, 5) == 1\n", "bug": ("a, b = b, a % b", "a, b = b, a // b")},
+    # more shapes of argument and result (strings, lists of strings, dicts, booleans), so calling a
+    # function means copying its arguments as written, whatever they look like
+    {"names": ["initials", "first_letters", "acronym", "make_initials", "abbreviate"],
+         "src": "def NAME(text):\n    return ''.join(word[0] for word in text.split()).upper()\n",
+         "tests": "def test_NAME():\n    assert NAME('portable network graphics') == 'PNG'\n", "bug": (").upper()", ").lower()")},
+    {"names": ["repeat_text", "echo_times", "say_n_times", "repeated", "multiply_text"],
+         "src": "def NAME(text, times):\n    return ' '.join([text] * times)\n",
+         "tests": "def test_NAME():\n    assert NAME('ho', 3) == 'ho ho ho'\n", "bug": ("[text] * times", "[text] * (times - 1)")},
+    {"names": ["squares", "square_all", "squared_values", "map_square", "square_each"],
+         "src": "def NAME(values):\n    return [v * v for v in values]\n",
+         "tests": "def test_NAME():\n    assert NAME([1, 2, 3]) == [1, 4, 9]\n", "bug": ("v * v", "v + v")},
+    {"names": ["letter_counts", "char_frequency", "count_letters", "letter_histogram", "tally_chars"],
+         "src": "def NAME(word):\n    counts = {}\n    for ch in word:\n        counts[ch] = counts.get(ch, 0) + 1\n    return counts\n",
+         "tests": "def test_NAME():\n    assert NAME('aab') == {'a': 2, 'b': 1}\n", "bug": ("counts.get(ch, 0) + 1", "counts.get(ch, 1)")},
+    {"names": ["digit_sum", "sum_digits", "add_digits", "digits_total", "cross_sum"],
+         "src": "def NAME(number):\n    return sum(int(d) for d in str(abs(number)))\n",
+         "tests": "def test_NAME():\n    assert NAME(1234) == 10\n    assert NAME(-56) == 11\n", "bug": ("str(abs(number))", "str(number)[1:]")},
+    {"names": ["is_prime", "prime", "check_prime", "prime_number", "is_prime_number"],
+         "src": "def NAME(n):\n    if n < 2:\n        return False\n    for d in range(2, int(n ** 0.5) + 1):\n        if n % d == 0:\n            return False\n    return True\n",
+         "tests": "def test_NAME():\n    assert NAME(13)\n    assert not NAME(49)\n    assert not NAME(1)\n", "bug": ("int(n ** 0.5) + 1", "int(n ** 0.5)")},
+    {"names": ["zero_pad", "pad_number", "left_pad", "padded", "fixed_width"],
+         "src": "def NAME(number, width):\n    return str(number).zfill(width)\n",
+         "tests": "def test_NAME():\n    assert NAME(42, 5) == '00042'\n", "bug": ("zfill(width)", "zfill(width - 1)")},
+    {"names": ["largest", "biggest", "max_value", "top_value", "highest"],
+         "src": "def NAME(values):\n    best = values[0]\n    for v in values[1:]:\n        if v > best:\n            best = v\n    return best\n",
+         "tests": "def test_NAME():\n    assert NAME([3, 9, 4]) == 9\n", "bug": ("if v > best", "if v < best")},
+    {"names": ["chunked", "split_chunks", "batches", "chunk_list", "in_groups"],
+         "src": "def NAME(values, size):\n    return [values[i:i + size] for i in range(0, len(values), size)]\n",
+         "tests": "def test_NAME():\n    assert NAME([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]\n", "bug": ("values[i:i + size]", "values[i:i + size - 1]")},
+    {"names": ["minutes_label", "format_minutes", "hours_minutes", "duration_text", "as_hours"],
+         "src": "def NAME(minutes):\n    return f'{minutes // 60}h {minutes % 60}m'\n",
+         "tests": "def test_NAME():\n    assert NAME(135) == '2h 15m'\n", "bug": ("minutes % 60", "minutes % 100")},
+    {"names": ["swap_case", "invert_case", "flip_case", "toggle_case", "case_swapped"],
+         "src": "def NAME(text):\n    return text.swapcase()\n",
+         "tests": "def test_NAME():\n    assert NAME('PyThon') == 'pYtHON'\n", "bug": ("text.swapcase()", "text.upper()")},
+    {"names": ["total_length", "combined_length", "sum_lengths", "chars_total", "length_of_all"],
+         "src": "def NAME(items):\n    return sum(len(item) for item in items)\n",
+         "tests": "def test_NAME():\n    assert NAME(['ab', 'cde']) == 5\n", "bug": ("len(item)", "len(item) - 1")},
+    {"names": ["count_above", "how_many_above", "above_limit", "count_greater", "n_over"],
+         "src": "def NAME(values, limit):\n    return sum(1 for v in values if v > limit)\n",
+         "tests": "def test_NAME():\n    assert NAME([1, 5, 10], 4) == 2\n", "bug": ("v > limit", "v >= limit + 5")},
+    {"names": ["first_sorted", "alphabetically_first", "min_word", "earliest_word", "first_in_order"],
+         "src": "def NAME(words):\n    return sorted(words)[0]\n",
+         "tests": "def test_NAME():\n    assert NAME(['pear', 'apple', 'fig']) == 'apple'\n", "bug": ("sorted(words)[0]", "sorted(words)[-1]")},
 ]
 
 PACKAGES = ["toolbox", "helpers", "mathkit", "textkit", "utilities", "corelib", "appcore", "shared", "kit", "lib_tools",
@@ -81,6 +125,9 @@ MODULE_NAMES = ["ops", "numbers", "strings", "misc", "logic", "calc", "text", "t
 # model must copy a function's name from the request and the repository summary instead of recalling it
 NAME_PREFIXES = ["", "calc_", "get_", "compute_", "do_", "my_", "find_", "make_"]
 NAME_SUFFIXES = ["", "_value", "_result", "_of", "_fn"]
+
+WORDS_FOR_DOCS = ["numbers", "text", "dates", "lists", "strings", "reports", "orders", "files", "scores", "names",
+                  "records", "prices", "words", "values", "messages", "labels"]
 
 # small, self-contained standard-library modules: real code to read, search and analyse
 STDLIB_CANDIDATES = ["bisect.py", "colorsys.py", "keyword.py", "fnmatch.py", "glob.py", "textwrap.py", "shlex.py",
@@ -107,8 +154,13 @@ class SampleProject:
     package: str
     functions: list[ProjectFunction] = field(default_factory=list)
     stdlib_files: list[str] = field(default_factory=list)  # relative paths of copied modules
-    test_file: str = ""
+    test_file: str = ""  # the first of test_files
+    test_files: list[str] = field(default_factory=list)
     bug: str | None = None  # name of the buggy function, if any
+
+    def module_paths(self) -> list[str]:
+        """The package's modules that hold the project's functions, in order."""
+        return list(dict.fromkeys(f.path for f in self.functions))
 
     def files(self) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file())
@@ -184,8 +236,20 @@ def stdlib_files(split: str) -> list[Path]:
     return [p for p in chosen if _split_of(p.name, "stdlib") == split]
 
 
+MODULE_DOCS = ["Small helpers.", "Helpers for {words}.", "{Words} utilities.", "Functions for {words}.",
+               "{Words}: a few small functions.", "Utility code ({words}).", "Common {words} operations."]
+EXTRA_FILES = {"requirements.txt": "pytest\n", "setup.cfg": "[metadata]\nname = {package}\n",
+               "CHANGELOG.md": "# Changes\n\n- first release\n", "docs/usage.md": "# Using {package}\n\nImport it.\n",
+               "pyproject.toml": "[project]\nname = \"{package}\"\nversion = \"0.1.0\"\n", ".gitignore": "__pycache__/\n"}
+
+
 def build_projects(root: Path, split: str, count: int, seed: int) -> list[SampleProject]:
-    """``count`` projects under ``root`` for ``split``; deterministic for a seed."""
+    """``count`` projects under ``root`` for ``split``; deterministic for a seed.
+
+    Layouts vary (one to three modules in the package, each with its own test file, zero to three
+    vendored standard-library files, a few optional extra files, module and function docstrings
+    now and then), so file counts, line numbers and which module holds a function must be read
+    from the project, never recalled."""
     rng = random.Random(f"{seed}:{split}:projects")
     packages = [p for p in PACKAGES if _split_of(p, "package") == split] or PACKAGES[:1]
     words = identifier_pool(split, "module")
@@ -198,42 +262,69 @@ def build_projects(root: Path, split: str, count: int, seed: int) -> list[Sample
         name = f"{split}-project-{number}"
         project_root = root / name
         project_root.mkdir(parents=True, exist_ok=True)
-        module = rng.choice(MODULE_NAMES) if rng.random() < 0.5 or not words else rng.choice([w for w in words if w != package])
-        picks = rng.sample(range(len(FUNCTIONS)), 3)
+        n_modules = rng.choice([1, 1, 2, 2, 3])
+        modules: list[str] = []
+        while len(modules) < n_modules:
+            module = rng.choice(MODULE_NAMES) if rng.random() < 0.5 or not words else rng.choice(words)
+            if module not in modules and module != package:
+                modules.append(module)
+        picks = rng.sample(range(len(FUNCTIONS)), rng.randint(max(2, n_modules), 5))
         buggy_index = rng.choice(picks) if number % 2 == 0 else None
         project = SampleProject(name=name, root=project_root, package=package)
-        source_parts, test_parts = [], []
-        line = 1
-        for index in picks:
-            # half the functions get a real identifier from the large pool: a name seldom seen twice
-            fname = rng.choice(identifiers) if identifiers and rng.random() < 0.5 else rng.choice(name_pool(index, split))
-            while fname in {f.name for f in project.functions}:
-                fname = rng.choice(name_pool(index, split))
-            src = FUNCTIONS[index]["src"].replace("NAME", fname)
-            if index == buggy_index:
-                old, new = FUNCTIONS[index]["bug"]
-                src = src.replace(old, new, 1)
-                project.bug = fname
-            project.functions.append(ProjectFunction(fname, f"{package}.{module}", f"{package}/{module}.py", line,
-                                                     index, index == buggy_index))
-            source_parts.append(src)
-            line += src.count("\n") + 2
-            test_parts.append(FUNCTIONS[index]["tests"].replace("NAME", fname))
         pkg_dir = project_root / package
         pkg_dir.mkdir(exist_ok=True)
         (pkg_dir / "__init__.py").write_text("")
-        (pkg_dir / f"{module}.py").write_text("\n\n".join(source_parts))
-        tests_dir = project_root / "tests"
-        tests_dir.mkdir(exist_ok=True)
-        imports = ", ".join(f.name for f in project.functions)
-        project.test_file = f"tests/test_{module}.py"
-        (project_root / project.test_file).write_text(f"from {package}.{module} import {imports}\n\n\n" + "\n\n".join(test_parts))
-        (project_root / "README.md").write_text(f"# {package}\n\nSmall helpers: {imports}.\n")
-        for source in rng.sample(stdlib, min(2, len(stdlib))):
+        (project_root / "tests").mkdir(exist_ok=True)
+        # every module gets at least one function, the rest go anywhere
+        owners = modules + [rng.choice(modules) for _ in range(len(picks) - len(modules))]
+        rng.shuffle(owners)
+        for module in modules:
+            source_parts, test_parts, functions = [], [], []
+            line = 1
+            if rng.random() < 0.5:
+                doc_words = " ".join(rng.sample(WORDS_FOR_DOCS, 2))
+                doc = rng.choice(MODULE_DOCS).format(words=doc_words, Words=doc_words.capitalize())
+                source_parts.append(f'"""{doc}"""\n')
+                line += 3
+            for index, owner in zip(picks, owners):
+                if owner != module:
+                    continue
+                # half the functions get a real identifier from the large pool: a name seldom seen twice
+                fname = rng.choice(identifiers) if identifiers and rng.random() < 0.5 else rng.choice(name_pool(index, split))
+                while fname in {f.name for f in project.functions}:
+                    fname = rng.choice(name_pool(index, split))
+                src = FUNCTIONS[index]["src"].replace("NAME", fname)
+                if rng.random() < 0.3:  # a one-line docstring under the signature
+                    head, body = src.split("\n", 1)
+                    src = f'{head}\n    """{fname.replace("_", " ").capitalize()}."""\n{body}'
+                if index == buggy_index:
+                    old, new = FUNCTIONS[index]["bug"]
+                    src = src.replace(old, new, 1)
+                    project.bug = fname
+                function = ProjectFunction(fname, f"{package}.{module}", f"{package}/{module}.py", line, index,
+                                           index == buggy_index)
+                functions.append(function)
+                source_parts.append(src)
+                line += src.count("\n") + 2
+                test_parts.append(FUNCTIONS[index]["tests"].replace("NAME", fname))
+            project.functions.extend(functions)
+            (pkg_dir / f"{module}.py").write_text("\n\n".join(source_parts))
+            imports = ", ".join(f.name for f in functions)
+            test_file = f"tests/test_{module}.py"
+            project.test_files.append(test_file)
+            (project_root / test_file).write_text(f"from {package}.{module} import {imports}\n\n\n" + "\n\n".join(test_parts))
+        project.test_file = project.test_files[0]
+        listed = ", ".join(f.name for f in project.functions)
+        (project_root / "README.md").write_text(f"# {package}\n\nSmall helpers: {listed}.\n")
+        for source in rng.sample(stdlib, min(rng.choice([0, 1, 2, 2, 3]), len(stdlib))):
             target = project_root / "vendor" / source.name
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(source.read_bytes())
             project.stdlib_files.append(f"vendor/{source.name}")
+        for extra in rng.sample(sorted(EXTRA_FILES), rng.choice([0, 0, 1, 2])):
+            target = project_root / extra
+            target.parent.mkdir(exist_ok=True)
+            target.write_text(EXTRA_FILES[extra].format(package=package))
         for path in [project_root, *project_root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the sandbox's unprivileged uid
         projects.append(project)
