@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (models/default/) with the project's own commands.
 # Resumable: re-running continues an interrupted stage from its *_last.pth; finished stages are kept.
-# Usage: models/train_default.sh [STAGES...]   (default: tokenizer data language code tool_calling quantize more quantize_more)
+# Usage: models/train_default.sh [STAGES...]   (default: tokenizer data language code tool_calling quantize more quantize_more
+#        third quantize_third)
 # Env: RUN (work dir, default runs/default), DEVICE (auto: cuda > mps > cpu), THREADS (CPU torch threads),
-#      STEPS1/STEPS2/STEPS3 (optimizer steps per stage), BATCH, EXAMPLES3 (stage-3 conversations),
+#      STEPS1/STEPS2/STEPS3/STEPS4/STEPS5 (optimizer steps per stage and stage-3 pass), BATCH, EXAMPLES3 (stage-3 conversations),
 #      REPLAY (share of stage 1-2 rows replayed during stage 3), SANDBOX_IMAGE (docker image for stage-3 data;
 #      default: the [sandbox] setting).
-# The shipped model was trained on one H100 (about 8 minutes for stages 1-3); see models/README.md.
+# The shipped model was trained on one H100 (about 9 minutes for all stages and passes); see models/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=".venv/bin/assistant"
@@ -17,12 +18,12 @@ export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 STDLIB=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 PACKAGES=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')  # installed packages' sources
 DEVICE=${DEVICE:-auto}; BATCH=${BATCH:-32}
-STEPS1=${STEPS1:-500}; STEPS2=${STEPS2:-1200}; STEPS3=${STEPS3:-1800}; STEPS4=${STEPS4:-1200}
-EXAMPLES3=${EXAMPLES3:-12000}; REPLAY=${REPLAY:-0.15}
+STEPS1=${STEPS1:-500}; STEPS2=${STEPS2:-1200}; STEPS3=${STEPS3:-1800}; STEPS4=${STEPS4:-1200}; STEPS5=${STEPS5:-2400}
+EXAMPLES3=${EXAMPLES3:-12000}; EXAMPLES5=${EXAMPLES5:-16000}; REPLAY=${REPLAY:-0.15}
 ARCH=(--architecture dense --model-size nano --d-model 512 --n-layers 8 --n-heads 8 --d-ff 1408
       --max-seq-len 2048 --use-rmsnorm --use-rope --use-swiglu --tie-embeddings)
 COMMON=(--tokenizer "$RUN/tokenizer.json" --data-dir "$RUN/data" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH")
-stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tokenizer data language code tool_calling quantize more quantize_more)
+stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tokenizer data language code tool_calling quantize more quantize_more third quantize_third)
 
 run_stage() {  # stage, output folder name, extra args...: resume when an interrupted run exists
   local stage=$1 dir="$RUN/$2"; shift 2
@@ -69,6 +70,17 @@ for s in "${stages[@]}"; do
         --learning-rate 2e-4 --warmup-steps 30 --eval-interval 200 --log-interval 50 --replay-fraction "$REPLAY" ;;
     quantize_more)
       $A quantize --checkpoint "$RUN/tool_calling_more/tool_calling_model_best.pth" --quantization int8 \
+        --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code ;;
+    third)  # stage 3 a third time, from the int8 model, on dataset version 4 (multi-module projects)
+      [ -f "$RUN/data_v4/tool_calling_manifest.json" ] || \
+        $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data_v4" \
+          --num-examples "$EXAMPLES5" --heldout-examples 300 --seed 1340 ${SANDBOX_IMAGE:+--sandbox-image "$SANDBOX_IMAGE"}
+      cp -n "$RUN"/data/language_* "$RUN"/data/code_* "$RUN/data_v4/" 2>/dev/null || true  # replay rows
+      run_stage tool_calling tool_calling_v4 --checkpoint models/default/model_int8.pth --tokenizer "$RUN/tokenizer.json" \
+        --data-dir "$RUN/data_v4" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH" --steps-per-epoch "$STEPS5" \
+        --learning-rate 3e-4 --warmup-steps 50 --eval-interval 200 --log-interval 100 --replay-fraction "$REPLAY" ;;
+    quantize_third)
+      $A quantize --checkpoint "$RUN/tool_calling_v4/tool_calling_model_best.pth" --quantization int8 \
         --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
