@@ -251,6 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default=IndexSettings().backend)
     parser.add_argument("--chunk-tokens", type=int, default=0, help="largest chunk (0: the model's window)")
     parser.add_argument("--signature-vectors", action="store_true", help="a second vector per definition")
+    parser.add_argument("--no-code-adapter", action="store_true", help="the plain all-MiniLM-L6-v2 (no code tuning)")
     parser.add_argument("--compare-backends", nargs="*", default=["torch", "onnx", "onnx-int8"],
                         help="backends whose embedding speed is compared on the same chunks")
     parser.add_argument("--speed-sample", type=int, default=300, help="chunks in the embedding speed test")
@@ -267,11 +268,11 @@ def main(argv=None) -> int:
         shutil.rmtree(project)
     queries = make_corpus(args.dirs, project)
     settings = IndexSettings(backend=args.backend, cache_dir=str(cache), chunk_tokens=args.chunk_tokens,
-                             signature_vectors=args.signature_vectors)
+                             signature_vectors=args.signature_vectors, code_adapter=not args.no_code_adapter)
     idx = open_index(project, settings)
     _ = idx.embedder  # load (and export) the model before timing
     print(f"corpus: {', '.join(args.dirs)} -> {sum(1 for _ in project.rglob('*.py'))} files, "
-          f"{len(queries)} queries; backend {args.backend}; {os.cpu_count()} cores; "
+          f"{len(queries)} queries; backend {args.backend}{'' if settings.code_adapter else ', no code adapter'}; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.1f}")
 
     t = time.perf_counter()

@@ -48,7 +48,15 @@ def default_model_path() -> Path:
 
 
 def resolve_model_path(settings: IndexSettings) -> Path:
-    path = Path(settings.model_path).expanduser() if settings.model_path else default_model_path()
+    """The model folder to load: ``model_path``, else the packaged model (code-tuned unless turned off)."""
+    if settings.model_path:
+        path = Path(settings.model_path).expanduser()
+    elif settings.code_adapter:
+        from index.adapter import tuned_model_path
+
+        path = tuned_model_path(default_model_path(), settings.resolved_cache_dir())
+    else:
+        path = default_model_path()
     if not (path / "config.json").is_file():
         raise IndexingError(
             f"no embedding model at {path}",
@@ -324,7 +332,7 @@ _CACHE_LOCK = threading.Lock()
 
 def get_embedder(settings: IndexSettings) -> Embedder:
     """The process-wide embedder for these settings (the model is loaded once)."""
-    key = (settings.model_path, settings.backend, settings.batch_size, settings.threads,
+    key = (settings.model_path, settings.code_adapter, settings.backend, settings.batch_size, settings.threads,
            str(settings.resolved_cache_dir()))
     with _CACHE_LOCK:
         if key not in _CACHE:

@@ -19,6 +19,9 @@ BACKENDS = ("onnx-int8", "onnx", "torch")
 class IndexSettings:
     # Embedding model: a local sentence-transformers folder; empty means the packaged all-MiniLM-L6-v2.
     model_path: str = ""
+    # Merge the shipped code-tuned adapter (index/adapter.py, trained by bench/train_embedder.py) into
+    # the packaged model; ignored when model_path names another model. false = plain all-MiniLM-L6-v2.
+    code_adapter: bool = True
     # onnx-int8 (fastest on CPU), onnx (exact fp32 via onnxruntime) or torch (sentence-transformers).
     backend: str = "onnx-int8"
     batch_size: int = 16

@@ -37,10 +37,12 @@ def test_recall_floor_on_stdlib_json_and_http(tmp_path, settings):
     reranked = [bench._reranked(reranker, ids, rows, chunks) for ids, rows, _ in inputs]
     table = bench.quality_table(queries, lists, chunks, settings, reranked)
     print({name: round(m["R@10"], 3) for name, m in table.items()})
-    # measured here: dense 0.76, BM25 0.68, RRF 0.80, reranker 0.84 (union of the top-10s: 0.86)
-    assert table["dense"]["R@10"] >= 0.72
+    # measured here with the code-tuned embedder: dense 0.83, BM25 0.68, RRF 0.86, reranker 0.88 (union of
+    # the top-10s: 0.87); the plain all-MiniLM-L6-v2 gave dense 0.76 and RRF 0.80, so a lost or broken
+    # adapter fails the first and third floors
+    assert table["dense"]["R@10"] >= 0.79
     assert table["lexical"]["R@10"] >= 0.60
-    assert table["hybrid (RRF)"]["R@10"] >= 0.74
+    assert table["hybrid (RRF)"]["R@10"] >= 0.82
     assert table["hybrid (RRF)"]["MRR@10"] >= table["lexical"]["MRR@10"] + 0.05
     # the reranker (trained on other packages) must not lose to the fusion it starts from
     assert table["hybrid + learned reranker"]["R@10"] >= table["hybrid (RRF)"]["R@10"]
