@@ -34,6 +34,21 @@ run_stage() {  # stage, output folder name, extra args...: resume when an interr
   fi
 }
 
+another_pass() {  # data dir, output dir, seed, conversations, steps, learning rate, warmup steps
+  local data="$RUN/$1"
+  [ -f "$data/tool_calling_manifest.json" ] || \
+    $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$data" \
+      --num-examples "$4" --heldout-examples 300 --seed "$3" ${SANDBOX_IMAGE:+--sandbox-image "$SANDBOX_IMAGE"}
+  cp -n "$RUN"/data/language_* "$RUN"/data/code_* "$data/" 2>/dev/null || true  # replay rows
+  run_stage tool_calling "$2" --checkpoint models/default/model_int8.pth --tokenizer "$RUN/tokenizer.json" \
+    --data-dir "$data" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH" --steps-per-epoch "$5" \
+    --learning-rate "$6" --warmup-steps "$7" --eval-interval 200 --log-interval 50 --replay-fraction "$REPLAY"
+}
+quantize_pass() {  # output dir of a pass: its best checkpoint becomes the shipped int8 model
+  $A quantize --checkpoint "$RUN/$1/tool_calling_model_best.pth" --quantization int8 \
+    --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code
+}
+
 for s in "${stages[@]}"; do
   case $s in
     tokenizer)
@@ -61,27 +76,13 @@ for s in "${stages[@]}"; do
         --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code
       cp "$RUN/tokenizer.json" models/default/tokenizer.json ;;
     more)  # stage 3 continued from the int8 model (trained from its dequantized weights) on a second, fresh set
-      [ -f "$RUN/data_more/tool_calling_manifest.json" ] || \
-        $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data_more" \
-          --num-examples "$EXAMPLES3" --heldout-examples 300 --seed 1338 ${SANDBOX_IMAGE:+--sandbox-image "$SANDBOX_IMAGE"}
-      cp -n "$RUN"/data/language_* "$RUN"/data/code_* "$RUN/data_more/" 2>/dev/null || true  # replay rows
-      run_stage tool_calling tool_calling_more --checkpoint models/default/model_int8.pth --tokenizer "$RUN/tokenizer.json" \
-        --data-dir "$RUN/data_more" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH" --steps-per-epoch "$STEPS4" \
-        --learning-rate 2e-4 --warmup-steps 30 --eval-interval 200 --log-interval 50 --replay-fraction "$REPLAY" ;;
+      another_pass data_more tool_calling_more 1338 "$EXAMPLES3" "$STEPS4" 2e-4 30 ;;
     quantize_more)
-      $A quantize --checkpoint "$RUN/tool_calling_more/tool_calling_model_best.pth" --quantization int8 \
-        --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code ;;
-    third)  # stage 3 a third time, from the int8 model, on dataset version 4 (multi-module projects)
-      [ -f "$RUN/data_v4/tool_calling_manifest.json" ] || \
-        $A data prepare --stage tool_calling --tokenizer "$RUN/tokenizer.json" --output-dir "$RUN/data_v4" \
-          --num-examples "$EXAMPLES5" --heldout-examples 300 --seed 1340 ${SANDBOX_IMAGE:+--sandbox-image "$SANDBOX_IMAGE"}
-      cp -n "$RUN"/data/language_* "$RUN"/data/code_* "$RUN/data_v4/" 2>/dev/null || true  # replay rows
-      run_stage tool_calling tool_calling_v4 --checkpoint models/default/model_int8.pth --tokenizer "$RUN/tokenizer.json" \
-        --data-dir "$RUN/data_v4" --device "$DEVICE" --use-amp --seq-len 1024 --batch-size "$BATCH" --steps-per-epoch "$STEPS5" \
-        --learning-rate 3e-4 --warmup-steps 50 --eval-interval 200 --log-interval 100 --replay-fraction "$REPLAY" ;;
+      quantize_pass tool_calling_more ;;
+    third)  # stage 3 a third time, from that int8 model, on dataset version 4 (multi-module projects)
+      another_pass data_v4 tool_calling_v4 1340 "$EXAMPLES5" "$STEPS5" 3e-4 50 ;;
     quantize_third)
-      $A quantize --checkpoint "$RUN/tool_calling_v4/tool_calling_model_best.pth" --quantization int8 \
-        --output models/default/model_int8.pth --data-dir "$RUN/data" --stage code ;;
+      quantize_pass tool_calling_v4 ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
 done
