@@ -33,6 +33,8 @@ PLAN_OBJECTIVE = "Check that add(2, 3) is 5."
 PLAN_STEP = "Compare add(2, 3) with 5 in the sandbox."
 PLAN_CODE = "exec(open('calc.py').read())\nprint(add(2, 3) == 5)"  # unlike CODE, so the two endings differ
 PLAN_ANSWER = "True: the check passes."
+# every answer the model memorises: a near miss of memorisation may recall another objective's
+FINAL_ANSWERS = (ANSWER, NOTES_ANSWER, PLAN_ANSWER)
 
 
 def scenarios() -> list[tuple[str, list[str], bool]]:
