@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVAL_SET_VERSION = 2  # 2: 'where is X defined' needs X, its file and (if stated) the right line
+# 2: 'where is X defined' needs X, its file and (if stated) the right line
+# 3: 'what does f(x) return' fails an answer that calls the value another function's ('g(x) returns 3')
+EVAL_SET_VERSION = 3
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "eval_fixtures"
 
 
@@ -120,10 +122,17 @@ def states_number(expected: Callable[[OracleContext], float] | float):
     return check
 
 
+_CALLED = re.compile(r"\b([A-Za-z_]\w*)\(")
+
+
 def states_value(project: str, module: str, expression: str):
-    """The answer states the value the fixture's own code returns (numbers compared as numbers)."""
+    """The answer states the value the fixture's own code returns (numbers compared as numbers), and
+    every call it writes out is of the function asked about (not 'total_words(...) returns 3')."""
+    asked = _CALLED.match(expression).group(1)
 
     def check(out: Outcome, ctx: OracleContext) -> bool:
+        if any(name != asked for name in _CALLED.findall(out.answer)):
+            return False
         value = ctx.call_value(project, module, expression)
         if isinstance(value, bool):
             return re.search(rf"\b{value}\b", out.answer, re.IGNORECASE) is not None

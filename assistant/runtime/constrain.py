@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -54,6 +55,7 @@ _NUMBER_PREFIX_RE = re.compile(rb"-|-?(0|[1-9][0-9]*)(\.|\.[0-9]+[eE][+-]?|[eE][
 COPY_TOP_K = 40  # the likeliest tokens considered for the copy bias
 COPY_MAX_SPAN = 64  # how far back the value is matched against the source
 COPY_MIN_BYTES = 3  # a copied span is at least this long (single letters do not start a copy)
+COPY_SURE_SPAN = 8  # an argument's copy bias grows with the span copied so far, doubled from this many bytes
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _TYPE_STARTS = {"string": b'"', "integer": b"-0123456789", "number": b"-0123456789", "boolean": b"tf",
                 "array": b"[", "object": b"{", "null": b"n"}
@@ -349,6 +351,41 @@ class JsonArguments:
         return False  # done: nothing more
 
 
+_WORD_RE = re.compile(rb"[A-Za-z0-9_]+")
+_WORD_START_BYTES = frozenset(bytes([b]) for b in _WORD_BYTES)
+
+
+class SourceWords:
+    """The words of a copy source (runs of letters, digits and ``_`` of at least ``COPY_MIN_BYTES``),
+    sorted for prefix lookups, with how often each occurs."""
+
+    def __init__(self, source: bytes) -> None:
+        self.counts = Counter(w for w in _WORD_RE.findall(source) if len(w) >= COPY_MIN_BYTES)
+        self.sorted = sorted(self.counts)
+
+    def starting_with(self, prefix: bytes) -> list[bytes]:
+        lo = bisect.bisect_left(self.sorted, prefix)
+        hi = bisect.bisect_left(self.sorted, prefix + b"\xff")
+        return self.sorted[lo:hi]
+
+    def may_start(self, core: bytes, written: Counter) -> bool:
+        """May ``core`` start copying a source word into an argument that holds ``written``? Only if
+        it begins a word that the argument holds no more often than the source does: code names a
+        function twice (``from m import f`` then ``print(f(...))``), a loop names it again and again."""
+        lead = _WORD_RE.match(core).group()
+        candidates = [lead] if len(lead) < len(core) else self.starting_with(lead)  # past the word: that whole word
+        return any(written[w] <= self.counts.get(w, -1) for w in candidates)
+
+
+def _doubles(text: bytes, last: int) -> bool:
+    """Does ``text`` end by repeating, straight after itself, a chunk of 3 to ``COPY_MAX_SPAN`` bytes
+    that covers its ``last`` bytes (``NOTES.md.md``, ``'ze', 'ze', ``)? A copy never boosts that."""
+    for size in range(max(3, last), min(len(text) // 2, COPY_MAX_SPAN) + 1):
+        if text[-size:] == text[-2 * size:-size]:
+            return True
+    return False
+
+
 def _at_word_start(source: bytes, text: bytes) -> bool:
     """Does ``text`` occur in ``source`` where a word starts (not inside one, as 'ute' in 'execute')?"""
     i = source.find(text)
@@ -370,12 +407,18 @@ class ToolCallConstraint:
     """
 
     def __init__(self, tokenizer, tools: Sequence[Mapping[str, Any]], vocab_size: int,
-                 copy_source: Sequence[str] = (), copy_bias: float = 0.0,
+                 copy_source: Sequence[str] = (), copy_bias: float = 0.0, copy_names: Sequence[str] = (),
                  answer_source: Sequence[str] = (), answer_copy_bias: float = 0.0) -> None:
         self.vocab = vocab_bytes(tokenizer, vocab_size)
         # texts arguments may copy from, as they read inside a JSON string; NUL keeps spans apart
-        self.copy_source = b"\0".join(json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_source if t)
+        escaped = [json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_source if t]
+        names = [json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_names if t]
+        # a copy may start in the request and results, and continue there or in names (module names:
+        # never a new start, or they are copied where a function name goes, ``import corelib.long``)
+        self.copy_starts = b"\0".join(escaped)
+        self.copy_source = b"\0".join(escaped + names)
         self.copy_bias = copy_bias if self.copy_source else 0.0
+        self.copy_words = SourceWords(self.copy_starts)
         # texts an answer may quote, as plain text (tool results' values, the request)
         self.answer_source = b"\0".join(t.encode() for t in answer_source if t)
         self.answer_copy_bias = answer_copy_bias if self.answer_source else 0.0
@@ -480,7 +523,8 @@ class ToolCallConstraint:
         value = self._string_value()
         if value is None or not self.copy_bias:
             return logits
-        return self._boost(logits, value, self.copy_source, self.copy_bias, lambda piece: piece.split(b'"', 1)[0])
+        return self._boost(logits, value, self.copy_source, self.copy_bias, lambda piece: piece.split(b'"', 1)[0],
+                           self.copy_words, self.copy_starts)
 
     def answer_boost(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits`` with ``answer_copy_bias`` added to the likely tokens that quote a tool result."""
@@ -489,31 +533,46 @@ class ToolCallConstraint:
         return self._boost(logits, self.answer_text, self.answer_source, self.answer_copy_bias, lambda piece: piece)
 
     def _boost(self, logits: torch.Tensor, written: bytes, source: bytes, bias: float,
-               inside: Callable[[bytes], bytes]) -> torch.Tensor:
+               inside: Callable[[bytes], bytes], words: SourceWords | None = None,
+               starts_in: bytes | None = None) -> torch.Tensor:
         """Add ``bias`` to those of the ``COPY_TOP_K`` likeliest tokens whose text (``inside(piece)``)
         continues the longest span of ``source`` that ``written`` ends with, or starts a new span at
-        a word boundary (after a space or punctuation) that ``written`` does not hold yet (no loops
-        re-copying the same word); either way the copied span is at least ``COPY_MIN_BYTES`` long."""
+        a word boundary (after a space or punctuation); either way the copied span is at least
+        ``COPY_MIN_BYTES`` long, and never one that repeats the text just before it (``_doubles``).
+        A new span starts only in ``starts_in`` (default: all of ``source``). Without ``words`` (an
+        answer), a new span must be a word ``written`` does not hold yet (no loops re-copying it). With
+        ``words`` (an argument), a new span may be the first piece of a source word, which may recur
+        as often as in the source plus once (``SourceWords.may_start``), and the bias on a span
+        continued inside a word grows with the span's length (never past a word's end: a value that
+        should end there is not pulled on)."""
         tail = written[-COPY_MAX_SPAN:]
         matched = next((len(tail) - k for k in range(len(tail) + 1) if tail[k:] in source), 0)
         span = tail[len(tail) - matched:]
         at_boundary = not tail or tail[-1] not in _WORD_BYTES
-        boosted = []
+        written_words = Counter(_WORD_RE.findall(written)) if words is not None else Counter()
+        starts_in = source if starts_in is None else starts_in
+        in_word = bool(span) and span[-1] in _WORD_BYTES
+        grown = bias * (1 + min(matched, COPY_SURE_SPAN) / COPY_SURE_SPAN) if words is not None and in_word else bias
+        gains: dict[int, float] = {}
         for token in torch.topk(logits, min(COPY_TOP_K, logits.numel())).indices.tolist():
             piece = self.vocab.pieces[token] if token < len(self.vocab.pieces) else None
             text = inside(piece) if piece else b""
-            if not text:
+            if not text or _doubles(written + text, len(text)):
                 continue
-            continues = matched and matched + len(text) >= COPY_MIN_BYTES and span + text in source
+            if matched and matched + len(text) >= COPY_MIN_BYTES and span + text in source:
+                gains[token] = grown if text[0] in _WORD_BYTES else bias  # grows only inside a word
+                continue
             core = text.lstrip(b" ")  # a space before a new span separates it from the text before
-            starts = ((at_boundary or text[:1] == b" ") and len(core) >= COPY_MIN_BYTES and core not in written
-                      and _at_word_start(source, core))
-            if continues or starts:
-                boosted.append(token)
-        if not boosted:
+            if words is not None and core[:1] in _WORD_START_BYTES:
+                fresh = words.may_start(core, written_words)
+            else:
+                fresh = len(core) >= COPY_MIN_BYTES and core not in written
+            if (at_boundary or text[:1] == b" ") and fresh and _at_word_start(starts_in, core):
+                gains[token] = bias
+        if not gains:
             return logits
         logits = logits.clone()
-        logits[boosted] += bias
+        logits[list(gains)] += torch.tensor(list(gains.values()), dtype=logits.dtype, device=logits.device)
         return logits
 
     def choose(self, logits: torch.Tensor, sample: Callable[[torch.Tensor], int]) -> int:

@@ -18,6 +18,7 @@ string), ``length`` (max_new_tokens), ``context`` (the context window is full), 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -124,6 +125,7 @@ def stream_chat(loaded: LoadedModel, messages: Sequence[Mapping[str, Any]], conf
 
         constraint = ToolCallConstraint(loaded.tokenizer, tools, loaded.config.vocab_size,
                                         copy_source=copy_sources(messages), copy_bias=config.copy_bias,
+                                        copy_names=summary_modules(messages),
                                         answer_source=answer_sources(messages), answer_copy_bias=config.answer_copy_bias)
     return _run(loaded, fitted, config, cancel, window, constraint)
 
@@ -138,8 +140,25 @@ def copy_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     """What a tool call's arguments may copy from: the last user message and the tool results after it.
 
     (Not the project summary in the system message: its paths, ``shop/cart.py``, pulled module
-    names in code toward ``shop/cart`` instead of ``shop.cart``.)"""
+    names in code toward ``shop/cart`` instead of ``shop.cart``; see ``summary_modules``.)"""
     return [str(m.get("content") or "") for m in _this_turn(messages) if m.get("role") in ("user", "tool")]
+
+
+_CODE_MAP_ENTRY = re.compile(r"(?:^Code: |; )([\w/.-]+)\.py \(", re.MULTILINE)
+
+
+def summary_modules(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The importable module names of the code map in the system message (``shop.cart`` for
+    ``shop/cart.py``): an argument copy may continue into them, as an import names a module."""
+    system = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
+    names = []
+    for path in _CODE_MAP_ENTRY.findall(system):
+        parts = path.split("/")
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts and all(part.isidentifier() for part in parts):
+            names.append(".".join(parts))
+    return list(dict.fromkeys(names))
 
 
 def answer_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:

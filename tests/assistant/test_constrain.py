@@ -265,9 +265,25 @@ def test_copy_bias_pulls_string_arguments_toward_the_request(tokenizer):
     logits = torch.full((tokenizer.vocab_size,), -10.0)
     logits[other], logits[copy] = 2.0, 0.0  # the model prefers "vendor/gre..." slightly
     boosted = constraint.copy_boost(logits)
-    assert boosted[copy] == 4.0 and boosted[other] == 2.0  # the copy now wins; nothing else moved
+    # the copy now wins with twice the bias (9 bytes copied: the span is long, the copy is sure);
+    # nothing else moved
+    assert boosted[copy] == 8.0 and boosted[other] == 2.0
     assert torch.equal(boosted[:copy], logits[:copy]) and torch.equal(boosted[copy + 1:], logits[copy + 1:])
     assert constraint.choose(logits, lambda lg: int(lg.argmax())) == copy
+    # the bias grows with the bytes copied so far: 4 * (1 + 2/8) after "ve"
+    early = _constraint_inside_a_path(tokenizer, request, 4.0, "ve")
+    goes_on = next(t for t, p in enumerate(early.vocab.pieces) if p and len(p) >= 2 and b'"' not in p
+                   and b"ve" + p in request.encode())
+    likely = torch.zeros(tokenizer.vocab_size)
+    likely[goes_on] = 1.0  # among the likeliest tokens
+    assert early._string_value() == b"ve" and early.copy_boost(likely)[goes_on] == 6.0
+    # but never past a word's end: after "vendor/" (a long span, ending in "/") the bias stays 4
+    past = _constraint_inside_a_path(tokenizer, request, 4.0, "vendor/")
+    after_slash = next(t for t, p in enumerate(past.vocab.pieces) if p and p.isalpha()
+                       and b"vendor/" + p in request.encode())
+    likely = torch.zeros(tokenizer.vocab_size)
+    likely[after_slash] = 1.0
+    assert past.copy_boost(likely)[after_slash] == 5.0
 
     # off (bias 0), or a value that is not in the request: the logits are left alone
     assert torch.equal(_constraint_inside_a_path(tokenizer, request, 0.0, "vendor/gr").copy_boost(logits), logits)
@@ -288,9 +304,71 @@ def test_a_copy_may_start_at_a_word_boundary_but_not_inside_a_word(tokenizer):
     logits[word], logits[inside] = 0.0, 0.5
     boosted = constraint.copy_boost(logits)
     assert boosted[word] == 4.0 and boosted[inside] == 0.5
-    # a word the value already holds is not started again (no loops such as 'helpers.helpers.helpers')
-    again = _constraint_inside_a_path(tokenizer, request, 4.0, "from" + pieces[word].decode() + " import")
-    assert again.copy_boost(logits)[word] == 0.0
+    # a word may start again as often as the request holds it, plus once (code names a function it
+    # imported), never more (no loops such as 'helpers.helpers.helpers')
+    name = pieces[word].decode()
+    module = f"see{name}.py now"  # the request holds the word once, whole
+    again = _constraint_inside_a_path(tokenizer, module, 4.0, f"from{name} import")
+    assert again.copy_boost(logits)[word] == 4.0
+    held_twice = _constraint_inside_a_path(tokenizer, module, 4.0, f"from{name} import{name} as")
+    assert held_twice.copy_boost(logits)[word] == 0.0
+
+
+def test_an_argument_copy_may_start_with_the_short_first_piece_of_a_request_word(tokenizer):
+    """``cart_total`` may begin with a two-byte piece (``ca``): it starts a word of the request, so
+    it gains the bias where the model would rather write another name it remembers (``cross_total``);
+    a short piece that begins no request word does not."""
+    pieces = VocabBytes(tokenizer, tokenizer.vocab_size).pieces
+    short = next(t for t, p in enumerate(pieces) if p and len(p) == 2 and p.isalpha() and p.islower())
+    stranger = next(t for t, p in enumerate(pieces) if p and len(p) == 2 and p.isalpha() and p.islower()
+                    and p[:1] != pieces[short][:1])
+    request = f"What does {pieces[short].decode()}rt_total([1, 2]) return?"
+    constraint = _constraint_inside_a_path(tokenizer, request, 3.0, "print(")
+    logits = torch.zeros(tokenizer.vocab_size)
+    logits[short], logits[stranger] = 1.0, 1.5
+    boosted = constraint.copy_boost(logits)
+    assert boosted[short] == 4.0 and boosted[stranger] == 1.5
+
+
+def test_module_names_of_the_summary_continue_a_copy_but_never_start_one(tokenizer):
+    """``shop.`` may go on to ``shop.cart`` (the code map's module, as an import names it), but the
+    module never starts a copy by itself (``import shop.cart`` where a function name goes)."""
+    tools = [t for t in tool_schemas() if t["name"] == "execute_python"]
+    pieces = VocabBytes(tokenizer, tokenizer.vocab_size).pieces
+    package, module = [t for t, p in enumerate(pieces) if p and len(p) >= 4 and p.isalpha() and p.islower()][:2]
+    name = f"{pieces[package].decode()}.{pieces[module].decode()}"  # e.g. "shop.cart"
+
+    def writing(code: str) -> ToolCallConstraint:
+        constraint = ToolCallConstraint(tokenizer, tools, tokenizer.vocab_size, copy_source=["What does total(2) return?"],
+                                        copy_bias=3.0, copy_names=[name])
+        constraint.advance(tokenizer.token_to_id(TOOL_CALL))
+        for token in tokenizer.encode('{"name": "execute_python", "arguments": {"code": "' + code):
+            constraint.advance(token)
+        return constraint
+
+    likely = torch.zeros(tokenizer.vocab_size)
+    likely[package] = likely[module] = 1.0
+    assert writing(f"from {pieces[package].decode()}.").copy_boost(likely)[module] > 1.0  # the module goes on
+    assert writing(f"from {name} import ").copy_boost(likely)[package] == 1.0  # no new copy of it
+
+
+def test_a_copy_never_boosts_a_repeat_of_the_text_just_before_it(tokenizer):
+    """``NOTES.md`` then ``.md`` again, or ``'ze', 'ze', ``: the piece would double the bytes before
+    it, so the copy bias leaves it alone (in an answer and in an argument)."""
+    from assistant.runtime.constrain import _doubles
+
+    assert _doubles(b"I wrote NOTES.md.md", 3) and _doubles(b"['ze', 'ze', ", 6)
+    assert not _doubles(b"banana", 2) and not _doubles(b"cart_total", 5) and not _doubles(b"1, 1", 1)
+    pieces = VocabBytes(tokenizer, tokenizer.vocab_size).pieces
+    piece = next(t for t, p in enumerate(pieces) if p and len(p) >= 3 and p.isalpha())
+    text = pieces[piece].decode()
+    likely = torch.zeros(tokenizer.vocab_size)
+    likely[piece] = 1.0
+    for written, gain in ((f"I wrote x{text}", 0.0), ("I wrote x", 4.0)):  # doubling it, or its first copy
+        answer = _answering(tokenizer, [f"x{text}{text}"], 4.0)
+        for token in tokenizer.encode(written):
+            answer.advance(token)
+        assert answer.answer_boost(likely)[piece] == 1.0 + gain
 
 
 def _answering(tokenizer, sources: list[str], bias: float) -> ToolCallConstraint:
@@ -320,7 +398,7 @@ def test_an_answer_leans_to_quoting_the_tool_result_once_it_has_begun(tokenizer)
 
 
 def test_copy_sources_are_the_request_and_this_turns_tool_results():
-    from assistant.runtime.generate import answer_sources, copy_sources
+    from assistant.runtime.generate import answer_sources, copy_sources, summary_modules
 
     messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "old request"},
                 {"role": "assistant", "content": "old answer"}, {"role": "user", "content": "read a.py"},
@@ -328,6 +406,11 @@ def test_copy_sources_are_the_request_and_this_turns_tool_results():
                 {"role": "tool", "content": '{"content": "import b", "total_lines": 1, "ok": true}'}]
     assert copy_sources(messages) == ["read a.py", '{"content": "import b", "total_lines": 1, "ok": true}']
     assert copy_sources([{"role": "system", "content": "sys"}]) == []
+    # the code map's modules, as an import names them (not the summary's paths)
+    summary = ("sys\n\nRepository summary:\n3 files.\nCode: shop/cart.py (cart_total, item_count); pkg/__init__.py (A); "
+               "tests/test_cart.py (test_total); my-dir/x.py (y)")
+    assert summary_modules([{"role": "system", "content": summary}, *messages[1:]]) == ["shop.cart", "pkg", "tests.test_cart"]
+    assert summary_modules(messages) == []
     # an answer quotes the result's values as plain text (and the request); nothing before a result
     assert answer_sources(messages) == ["read a.py", "import b", "1"]
     assert answer_sources(messages[:4]) == []

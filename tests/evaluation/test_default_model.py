@@ -11,7 +11,7 @@ from assistant.default_model import DEFAULT_MODEL, PROJECT_ROOT
 from sandbox.limits import SandboxSettings
 from tests.docker_engine import docker_sandbox_settings
 
-# The shipped model solves 13 of the 32 end-to-end tasks (models/README.md); which requests it answers
+# The shipped model solves 16 of the 32 end-to-end tasks (models/README.md); which requests it answers
 # with a call shifts with the agent's prompt and decoding, so the test asks for a call on any of these:
 REQUESTS_TO_TRY = ("text-show-file", "cal-error", "text-capitalize", "cal-head", "text-debug")
 

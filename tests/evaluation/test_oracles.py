@@ -15,7 +15,7 @@ from tests.docker_engine import docker_sandbox_settings
 ANSWERS = {
     "shop-failing-tests": ("test_apply_discount fails: 20.0 != 60", "test_cart_total fails."),
     "shop-count-passing": ("2 tests pass, 1 fails.", "3 tests pass."),
-    "shop-cart-total": ("It returns 16.5.", "It returns 16."),
+    "shop-cart-total": ("cart_total([2.5, 4, 10]) returns 16.5.", "It returns 16."),
     "shop-item-count": ("item_count returns 3.", "item_count returns 2."),
     "shop-discount-value": ("apply_discount(200, 10) returns 20.0.", "It returns 180."),
     "shop-where-discount": ("apply_discount is defined in shop/cart.py at line 9.", "In tests/test_cart.py."),
@@ -46,6 +46,9 @@ ALSO_WRONG = {
     "shop-where-discount": ["median is defined in shop/cart.py at line 9.", "apply_discount is defined in shop/cart.py at line 0.",
                             "shop/cart.py"],
     "text-where-longest": ["igun_word is defined in textstats/words.py at line 0.", "longest_word is in textstats/words.py, line 9"],
+    # the right value, called another function's (eval set v3)
+    "text-unique": ["total_words('the cat the dog') returns 3."],
+    "shop-cart-total": ["cross_total([2.5, 4, 10]) returns 16.5."],
 }
 SANDBOXED = {"shop-fix", "cal-fix", "shop-write-notes", "text-analyze", "text-python-version"}
 
