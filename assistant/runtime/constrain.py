@@ -352,7 +352,6 @@ class JsonArguments:
 
 
 _WORD_RE = re.compile(rb"[A-Za-z0-9_]+")
-_WORD_START_BYTES = frozenset(bytes([b]) for b in _WORD_BYTES)
 
 
 class SourceWords:
@@ -386,6 +385,11 @@ def _doubles(text: bytes, last: int) -> bool:
     return False
 
 
+def _as_in_json_string(text: str) -> bytes:
+    """``text`` as it reads inside a JSON string (escapes and all), the form arguments are written in."""
+    return json.dumps(text, ensure_ascii=False)[1:-1].encode()
+
+
 def _at_word_start(source: bytes, text: bytes) -> bool:
     """Does ``text`` occur in ``source`` where a word starts (not inside one, as 'ute' in 'execute')?"""
     i = source.find(text)
@@ -411,8 +415,8 @@ class ToolCallConstraint:
                  answer_source: Sequence[str] = (), answer_copy_bias: float = 0.0) -> None:
         self.vocab = vocab_bytes(tokenizer, vocab_size)
         # texts arguments may copy from, as they read inside a JSON string; NUL keeps spans apart
-        escaped = [json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_source if t]
-        names = [json.dumps(t, ensure_ascii=False)[1:-1].encode() for t in copy_names if t]
+        escaped = [_as_in_json_string(t) for t in copy_source if t]
+        names = [_as_in_json_string(t) for t in copy_names if t]
         # a copy may start in the request and results, and continue there or in names (module names:
         # never a new start, or they are copied where a function name goes, ``import corelib.long``)
         self.copy_starts = b"\0".join(escaped)
@@ -546,6 +550,7 @@ class ToolCallConstraint:
         continued inside a word grows with the span's length (never past a word's end: a value that
         should end there is not pulled on)."""
         tail = written[-COPY_MAX_SPAN:]
+        recent = written[-2 * COPY_MAX_SPAN:]  # all that _doubles can look at
         matched = next((len(tail) - k for k in range(len(tail) + 1) if tail[k:] in source), 0)
         span = tail[len(tail) - matched:]
         at_boundary = not tail or tail[-1] not in _WORD_BYTES
@@ -557,13 +562,13 @@ class ToolCallConstraint:
         for token in torch.topk(logits, min(COPY_TOP_K, logits.numel())).indices.tolist():
             piece = self.vocab.pieces[token] if token < len(self.vocab.pieces) else None
             text = inside(piece) if piece else b""
-            if not text or _doubles(written + text, len(text)):
+            if not text or _doubles(recent + text, len(text)):
                 continue
             if matched and matched + len(text) >= COPY_MIN_BYTES and span + text in source:
                 gains[token] = grown if text[0] in _WORD_BYTES else bias  # grows only inside a word
                 continue
             core = text.lstrip(b" ")  # a space before a new span separates it from the text before
-            if words is not None and core[:1] in _WORD_START_BYTES:
+            if words is not None and core and core[0] in _WORD_BYTES:
                 fresh = words.may_start(core, written_words)
             else:
                 fresh = len(core) >= COPY_MIN_BYTES and core not in written
