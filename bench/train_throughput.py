@@ -9,6 +9,10 @@ known, next to the matching ``transformers`` model built from a random config:
     mamba  -> MambaForCausalLM   with use_mambapy=True (its parallel-scan path; needs `mambapy`)
     hybrid -> (no peer; compared with our dense)
 
+Each side runs its own default training step: ours is the trainer's loss (``lm_loss``) and optimizer
+(``make_optimizer``); the peer's loss is ``F.cross_entropy`` and its optimizer is fused AdamW, the
+default of ``transformers.Trainer`` on torch >= 2.8.
+
 Each measurement runs in its own subprocess (clean peak memory); ours and the peer alternate,
 ``--repeats`` times, and the ratio of medians is reported, because the machine is shared.
 
@@ -125,7 +129,12 @@ def worker(args: argparse.Namespace) -> dict:
     if args.impl == "peer" and args.arch == "moe":
         expert = sum(p.numel() for n, p in model.named_parameters() if "experts" in n)
         active = total - expert + expert * 2 // 8
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if args.impl == "ours":  # the trainer's own optimizer (fused AdamW where the device has it)
+        from trainer.loop import make_optimizer
+
+        optimizer = make_optimizer(model.parameters(), 1e-4, 0.1, device)
+    else:  # what transformers' Trainer picks by default on torch >= 2.8: optim="adamw_torch_fused"
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     vocab = config.vocab_size
     x = torch.randint(0, vocab, (args.batch, args.seq + 1), device=device)
     inputs, targets = x[:, :-1], x[:, 1:]
@@ -138,7 +147,8 @@ def worker(args: argparse.Namespace) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    one_step()  # warm-up (allocations, lazy init)
+    for _ in range(args.warmup):  # allocations, lazy init, the allocator's and caches' steady state
+        one_step()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -155,11 +165,12 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 THREADS: list[str] = []
+WARMUP: list[str] = []
 
 
 def measure(impl: str, arch: str, size: str, seq: int, batch: int, steps: int, device: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, "--arch", arch, "--size", size, "--seq", str(seq),
-           "--batch", str(batch), "--steps", str(steps), "--device", device, *THREADS]
+           "--batch", str(batch), "--steps", str(steps), "--device", device, *THREADS, *WARMUP]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -188,6 +199,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per run (0: torch's default)")
     parser.add_argument("--json", help="also write the raw results here")
@@ -204,6 +216,7 @@ def main() -> int:
 
     if args.threads:
         THREADS.extend(["--threads", str(args.threads)])
+    WARMUP.extend(["--warmup", str(args.warmup)])
     rows, raw = [], {}
     for size in args.sizes.split(","):
         d_model, n_layers = SIZE_PRESETS[size][0], SIZE_PRESETS[size][1]
@@ -257,7 +270,7 @@ def main() -> int:
     header = ["size", "arch", "impl", "tokens/s", "step ms", "peak MB", "params total/active", "mfu", "ratio"]
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     threads = args.threads or "default"
-    print(f"seq {args.seq}, batch {args.batch}, {args.steps} timed steps x {args.repeats} repeats (median), "
+    print(f"seq {args.seq}, batch {args.batch}, {args.warmup} warm-up + {args.steps} timed steps x {args.repeats} repeats (median), "
           f"device {args.device}, threads {threads}")
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
     print("-|-".join("-" * w for w in widths))

@@ -14,7 +14,7 @@ import torch
 from assistant.cli import main
 from tests.trainer.conftest import train_args
 from trainer.checkpoint import load_checkpoint
-from trainer.loop import apply_update
+from trainer.loop import apply_update, make_optimizer
 from trainer.models import ARCHITECTURES, build_model, preset_config
 
 
@@ -102,7 +102,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(prepared
 
 def test_non_finite_gradient_skips_the_update_and_keeps_the_weights():
     model = build_model(preset_config("nano", "dense", vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_ff=32))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    optimizer = make_optimizer(model.parameters(), 0.1, 0.1, torch.device("cpu"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for p in model.parameters():
         p.grad = torch.full_like(p, float("nan"))
@@ -113,6 +113,30 @@ def test_non_finite_gradient_skips_the_update_and_keeps_the_weights():
         p.grad = torch.ones_like(p)
     _, skipped = apply_update(model, optimizer, None, 1.0)
     assert not skipped and not torch.equal(before["embed.weight"], model.state_dict()["embed.weight"])
+
+
+def test_the_trainer_optimizer_is_fused_adamw_with_decay_on_matrices_only():
+    def build():
+        torch.manual_seed(0)
+        return build_model(preset_config("nano", "dense", vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_ff=32))
+
+    fused_model, plain_model = build(), build()
+    fused = make_optimizer(fused_model.parameters(), 1e-2, 0.1, torch.device("cpu"))
+    assert fused.defaults["fused"]
+    decayed = {id(p) for g in fused.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(p) for p in fused_model.parameters() if p.dim() >= 2}
+    plain = torch.optim.AdamW([{"params": [p for p in plain_model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+                               {"params": [p for p in plain_model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+                              lr=1e-2, betas=(0.9, 0.95), eps=1e-8, foreach=False)
+    x = torch.randint(0, 64, (2, 9))
+    for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        for _ in range(3):
+            logits, _ = model(x[:, :-1])
+            torch.nn.functional.cross_entropy(logits.reshape(-1, 64), x[:, 1:].reshape(-1)).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for (name, a), b in zip(fused_model.state_dict().items(), plain_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("use_scaler", [False, True])

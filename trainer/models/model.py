@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -96,17 +95,6 @@ def _merge_aux(aux_list: list[dict]) -> dict:
 
 def build_model(config: ModelConfig) -> CausalLM:
     return CausalLM(config)
-
-
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean next-token cross entropy; ``loss_mask`` (B, T) keeps only the marked targets."""
-    flat_logits = logits.reshape(-1, logits.size(-1)).float()
-    flat_targets = targets.reshape(-1)
-    if loss_mask is None:
-        return F.cross_entropy(flat_logits, flat_targets)
-    losses = F.cross_entropy(flat_logits, flat_targets, reduction="none")
-    mask = loss_mask.reshape(-1).to(losses.dtype)
-    return (losses * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def count_parameters(model: CausalLM) -> tuple[int, int]:

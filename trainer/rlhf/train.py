@@ -30,7 +30,7 @@ import torch
 from common.atomic import atomic_write_text
 from common.device import choose_device
 from trainer import TrainerError
-from trainer.loop import apply_update, lr_at
+from trainer.loop import apply_update, lr_at, make_optimizer
 from trainer.lora import LoRAConfig, apply_lora, has_lora, lora_parameters, merge_lora, save_adapter
 from trainer.rlhf import data as pdata
 from trainer.rlhf.logprobs import batched_sequence_logprobs, pad_batch, token_logprobs
@@ -158,10 +158,7 @@ class _Run:
         lr = cfg.learning_rate or (DEFAULT_LR_LORA if cfg.lora else DEFAULT_LR)[cfg.method]
         self.peak_lr = lr
         self.warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
-        decay = [p for p in params if p.dim() >= 2]
-        rest = [p for p in params if p.dim() < 2]
-        return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                                 lr=lr, betas=(0.9, 0.95), eps=1e-8)
+        return make_optimizer(params, lr, cfg.weight_decay, self.device)
 
     def set_lr(self, optimizer, step: int) -> float:
         lr = lr_at(step, self.cfg.steps, self.peak_lr, self.warmup, self.cfg.min_lr_ratio)
