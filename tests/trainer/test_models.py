@@ -129,6 +129,24 @@ def test_moe_dispatch_matches_per_token_reference():
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
+def test_moe_dispatch_gradients_match_the_reference_with_an_idle_expert():
+    torch.manual_seed(1)
+    layer = MoELayer(small_config("moe", num_experts=5, top_k=2))
+    index = torch.randint(0, 4, (23, 2))  # expert 4 gets no token
+    index[:, 1] = (index[:, 0] + 1) % 4
+    weights = torch.rand(23, 2).softmax(-1)
+    grads = []
+    for run in (dispatch, dispatch_reference):
+        x = torch.randn(23, 32, generator=torch.Generator().manual_seed(2)).requires_grad_()
+        w = weights.clone().requires_grad_()
+        layer.zero_grad(set_to_none=True)
+        (run(x, index, w, layer.experts) * torch.linspace(-1, 1, 32)).sum().backward()
+        grads.append([x.grad, w.grad] + [p.grad for p in layer.experts[:4].parameters()])
+        assert all(p.grad is None for p in layer.experts[4].parameters())
+    for fast, slow in zip(*grads):
+        torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
+
+
 def test_moe_inference_paths_equal_the_training_path():
     """At inference the layer skips its router losses, and a single token (a decode step) calls its k
     experts directly: both give exactly what the training path's dispatch gives."""

@@ -30,12 +30,9 @@ def dispatch(x: torch.Tensor, expert_index: torch.Tensor, weights: torch.Tensor,
     token_of_slot = order // k  # which token each sorted slot came from
     counts = torch.bincount(flat, minlength=len(experts)).tolist()
     routed = x[token_of_slot]  # (N*k, d), grouped by expert
-    outputs = []
-    start = 0
-    for expert, count in zip(experts, counts):
-        if count:
-            outputs.append(expert(routed[start : start + count]))
-        start += count
+    # split (not slicing): its backward joins the experts' gradients in one pass instead of
+    # zero-filling a full-size gradient per expert and summing them
+    outputs = [expert(part) for expert, part, count in zip(experts, routed.split(counts), counts) if count]
     out_slots = torch.cat(outputs) * weights.reshape(-1)[order].unsqueeze(-1).to(x.dtype)
     return torch.zeros_like(x).index_add_(0, token_of_slot, out_slots.to(x.dtype))
 
