@@ -249,7 +249,10 @@ def main() -> int:
                     continue
                 ratio = ""
                 if impl == "ours" and "peer" in summary and "error" not in summary["peer"]:
-                    ratio = f"{summary['peer']['step_s'] / r['step_s']:.2f}x vs peer"
+                    pairs = [(o["step_s"], p["step_s"]) for o, p in zip(runs["ours"], runs["peer"])
+                             if "error" not in o and "error" not in p]
+                    faster = sum(o < p for o, p in pairs)
+                    ratio = f"{summary['peer']['step_s'] / r['step_s']:.2f}x vs peer (faster in {faster}/{len(pairs)} pairs)"
                 if impl == "ours" and arch in ("mamba", "hybrid") and ours_dense and "error" not in ours_dense:
                     ratio += ("; " if ratio else "") + f"{r['step_s'] / ours_dense['step_s']:.2f}x our dense time"
                 rows.append([size, arch, label, f"{tokens / r['step_s']:,.0f}", f"{r['step_s'] * 1000:,.0f}",
