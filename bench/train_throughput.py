@@ -164,13 +164,12 @@ def worker(args: argparse.Namespace) -> dict:
             "device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()}
 
 
-THREADS: list[str] = []
-WARMUP: list[str] = []
+WORKER_FLAGS: list[str] = []  # --threads and --warmup, passed on to every measurement
 
 
 def measure(impl: str, arch: str, size: str, seq: int, batch: int, steps: int, device: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, "--arch", arch, "--size", size, "--seq", str(seq),
-           "--batch", str(batch), "--steps", str(steps), "--device", device, *THREADS, *WARMUP]
+           "--batch", str(batch), "--steps", str(steps), "--device", device, *WORKER_FLAGS]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -214,9 +213,7 @@ def main() -> int:
 
     from trainer.models.config import SIZE_PRESETS
 
-    if args.threads:
-        THREADS.extend(["--threads", str(args.threads)])
-    WARMUP.extend(["--warmup", str(args.warmup)])
+    WORKER_FLAGS.extend(["--threads", str(args.threads), "--warmup", str(args.warmup)])
     rows, raw = [], {}
     for size in args.sizes.split(","):
         d_model, n_layers = SIZE_PRESETS[size][0], SIZE_PRESETS[size][1]

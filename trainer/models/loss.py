@@ -5,7 +5,7 @@ zero-filled (N, vocab) one-hot gradient and runs the log-softmax backward over b
 over the largest tensor of a small model's step. The gradient of mean cross entropy is simply
 ``(softmax(logits) - one_hot(target)) * weight`` per row, so one softmax pass yields both the loss
 and that gradient; the backward only scales it by the incoming gradient. Same values as
-``F.cross_entropy`` (tests/trainer/test_models.py), fewer passes over memory.
+``F.cross_entropy`` (tests/trainer/test_loss.py), fewer passes over memory.
 """
 
 from __future__ import annotations
